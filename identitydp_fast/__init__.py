@@ -1,0 +1,42 @@
+"""identitydp-fast: face anonymisation with epsilon-IdentityDP (Wen et al., arXiv 2103.01745).
+
+This release holds the noise engine: the ChaCha20 keystream, the floating-point-safe
+discrete Laplace sampler and the fused epsilon-IdentityDP op on identity vectors, on
+four backends (reference, cpu, cuda, triton).
+"""
+from __future__ import annotations
+
+from . import keys as _keys
+from ._backends import backends
+from .identity_dp import IdentityDP, IdentityDPResult
+from .privacy import LaplaceParams, laplace_params
+
+__version__ = "0.1.0"
+__all__ = ["backends", "keystream", "IdentityDP", "IdentityDPResult", "LaplaceParams",
+           "laplace_params", "__version__"]
+
+
+def keystream(key: bytes, nonce: bytes, counter: int, length: int, backend: str = "auto") -> bytes:
+    """``length`` bytes of ChaCha20 keystream (RFC 8439: 32-byte key, 12-byte nonce,
+    32-bit block counter), starting at block ``counter``.
+
+    Raises ValueError when the stream would run past block 2^32 - 1.
+    """
+    from . import _backends as _b
+    from .ops import chacha20_keystream
+
+    key = _keys.check_key(key)
+    if not isinstance(nonce, (bytes, bytearray)) or len(nonce) != _keys.NONCE_BYTES:
+        raise ValueError(f"nonce must be {_keys.NONCE_BYTES} bytes, got {nonce!r:.40}")
+    if isinstance(counter, bool) or not isinstance(counter, int) or not 0 <= counter < 2**32:
+        raise ValueError(f"counter must be an integer in [0, 2^32), got {counter!r}")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise ValueError(f"length must be a non-negative integer, got {length!r}")
+    if counter + (length + 63) // 64 > 2**32:
+        raise ValueError(f"counter={counter} with length={length} runs past the 32-bit block counter")
+    device = "cuda" if backend in ("cuda", "triton") or (
+        backend == "auto" and _b.available("cuda")) else "cpu"
+    if backend == "triton" and not _b.available("triton", "cuda"):
+        device = "cpu"
+    name = _b.resolve(backend, device)
+    return chacha20_keystream(bytes(key), bytes(nonce), counter, length, name, device).cpu().numpy().tobytes()

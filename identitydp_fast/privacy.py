@@ -53,7 +53,7 @@ TAIL_MARGIN = 50.0
 CLIP_SLACK = 2.0**-16
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity (params are cached)
 class LaplaceParams:
     """Everything a backend needs to draw the noise, and what the draw guarantees.
 

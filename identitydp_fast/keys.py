@@ -1,0 +1,39 @@
+"""Keys for the noise keystream.
+
+By default every call draws a fresh 256-bit ChaCha20 key from the operating system's
+CSPRNG (:mod:`secrets`) and forgets it: the noise can't be reproduced by anyone. A
+caller may pass a key instead (reproducible mode, for tests and audits): the result
+then says ``key_supplied=True``. Reusing a key with the same ``stream`` on different
+data reuses the noise, which weakens the guarantee: give each release its own stream.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+
+
+def fresh_key() -> bytes:
+    """32 bytes from the OS CSPRNG."""
+    return secrets.token_bytes(KEY_BYTES)
+
+
+def check_key(key: bytes | bytearray | str, name: str = "key") -> bytes:
+    """A 32-byte key from bytes or a 64-character hex string; raises naming the problem."""
+    if isinstance(key, str):
+        try:
+            key = bytes.fromhex(key)
+        except ValueError:
+            raise ValueError(f"{name}: a string key must be 64 hex characters, got {key!r}") from None
+    if not isinstance(key, (bytes, bytearray)):
+        raise TypeError(f"{name} must be bytes (32) or a hex string, got {type(key).__name__}")
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"{name} must be {KEY_BYTES} bytes, got {len(key)}")
+    return bytes(key)
+
+
+def key_id(key: bytes) -> str:
+    """A short public fingerprint of a key (first 8 bytes of SHA-256, hex)."""
+    return hashlib.sha256(b"identitydp-fast key id\0" + key).hexdigest()[:16]

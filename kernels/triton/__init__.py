@@ -1,0 +1,1 @@
+"""Triton kernels of the noise engine (ChaCha20, discrete Laplace, fused IdentityDP)."""
