@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import fractions
 import functools
 import math
 
@@ -48,6 +49,9 @@ import numpy as np
 GRID_BITS = 20
 #: tail margin in units of b beyond the worst-case per-coordinate shift (delta ~ e^-50).
 TAIL_MARGIN = 50.0
+#: largest supported epsilon: the sampler's tables need ~1.44 epsilon bits of precision
+#: (events of probability e^-epsilon must keep their exact relative probability).
+MAX_EPSILON = 5000.0
 #: the clip radius used by the kernels is C (1 - CLIP_SLACK), so float32 rounding of the
 #: scaled residual can never push ||r||_1 above C.
 CLIP_SLACK = 2.0**-16
@@ -117,6 +121,9 @@ def laplace_params(epsilon: float, sensitivity: float, dim: int) -> LaplaceParam
         dim: number of coordinates d that share the budget (>= 1).
     """
     epsilon = _check_positive_finite("epsilon", epsilon)
+    if epsilon > MAX_EPSILON:
+        raise ValueError(f"epsilon={epsilon!r} exceeds the supported maximum {MAX_EPSILON:g} "
+                         "(beyond it the noise no longer hides anything: use no noise instead)")
     sensitivity = _check_positive_finite("sensitivity", sensitivity)
     if int(dim) != dim or dim < 1:
         raise ValueError(f"dim must be a positive integer, got {dim!r}")
@@ -140,10 +147,45 @@ def _laplace_params_cached(epsilon: float, sensitivity: float, dim: int) -> Lapl
     # about e^-(epsilon + 50); 64 more bits than its exponent give relative error < 2^-60.
     neg_log2_min = (epsilon + TAIL_MARGIN) * math.log2(math.e) + 2
     words = max(2, math.ceil((neg_log2_min + 64) / 32))
+    table, rel = threshold_table(fractions.Fraction(granularity) / fractions.Fraction(scale), n_bits, words)
+
+    lam_f = granularity / scale
+    grid_epsilon = epsilon + dim * lam_f
+    table_rel_error = rel
+    # log(1 + e) <= e and -log(1 - e) <= e (1 + e); per probability (n_bits + 1) factors,
+    # two probabilities per coordinate ratio, d coordinates.
+    effective_epsilon = grid_epsilon + 2 * dim * (n_bits + 1) * table_rel_error * (1 + table_rel_error)
+    # |K| <= 2^n_bits. Worst per-coordinate shift in grid steps: Delta_1 / g + 1.
+    # P(|K| >= m) <= 2 p^m / (1 + p) <= 2 exp(-lambda m) for the exact distribution; the
+    # realised one differs by the factor (1 + table_rel_error)^(n_bits + 1).
+    m = 2**n_bits - (sensitivity / granularity + 1)
+    delta = min(1.0, dim * 2.0 * math.exp(-lam_f * m) * (1 + table_rel_error) ** (n_bits + 2))
+    return LaplaceParams(
+        epsilon=epsilon, sensitivity=sensitivity, scale=scale, granularity=granularity,
+        log2_granularity=log2_g, n_bits=n_bits, words_per_row=words, table=table, dim=dim,
+        grid_epsilon=grid_epsilon, table_rel_error=table_rel_error,
+        effective_epsilon=effective_epsilon, delta=delta)
+
+
+def threshold_table(lam, n_bits: int, words: int) -> tuple[np.ndarray, float]:
+    """Bernoulli thresholds of the sampler for DLap(p = exp(-lam)).
+
+    Row 0: theta_z = (1 - p) / (1 + p) (the zero test); row j + 1: p^(2^j) / (1 + p^(2^j))
+    (bit j of the geometric magnitude). Each theta is stored as
+    floor(theta 2^(32 words)) in ``words`` uint32, most significant first; the sampler
+    realises exactly that fraction. ``lam`` may be a float, a decimal.Decimal or (exact)
+    a fractions.Fraction such as Fraction(g) / Fraction(b).
+
+    Returns the (n_bits + 1, words) uint32 table (read-only) and the largest relative
+    error of a realised probability (theta or 1 - theta), rounded up.
+    """
     ctx = decimal.Context(prec=int(words * 32 * 0.302) + 30)
-    lam = ctx.divide(decimal.Decimal(granularity), decimal.Decimal(scale))
+    if isinstance(lam, fractions.Fraction):
+        lam = ctx.divide(decimal.Decimal(lam.numerator), decimal.Decimal(lam.denominator))
+    else:
+        lam = ctx.plus(decimal.Decimal(lam))
     p = ctx.exp(-lam)
-    probs = [ctx.divide(1 - p, 1 + p)]  # zero test
+    probs = [ctx.divide(1 - p, 1 + p)]
     for j in range(n_bits):
         pj = ctx.power(p, 2**j)
         probs.append(ctx.divide(pj, 1 + pj))
@@ -154,27 +196,13 @@ def _laplace_params_cached(epsilon: float, sensitivity: float, dim: int) -> Lapl
         t_int = int(ctx.multiply(theta, one).to_integral_value(rounding=decimal.ROUND_FLOOR))
         realised = ctx.divide(decimal.Decimal(t_int), one)
         err = abs(theta - realised)
-        rel_err = max(rel_err, ctx.divide(err, theta), ctx.divide(err, 1 - theta))
+        if theta > 0:
+            rel_err = max(rel_err, ctx.divide(err, theta))
+        rel_err = max(rel_err, ctx.divide(err, 1 - theta))
         for t in range(words):
             table[row, t] = (t_int >> (32 * (words - 1 - t))) & 0xFFFFFFFF
-
-    lam_f = granularity / scale
-    grid_epsilon = epsilon + dim * lam_f
-    table_rel_error = float(rel_err) * (1 + 1e-9)
-    # log(1 + e) <= e and -log(1 - e) <= e (1 + e); per probability (n_bits + 1) factors,
-    # two probabilities per coordinate ratio, d coordinates.
-    effective_epsilon = grid_epsilon + 2 * dim * (n_bits + 1) * table_rel_error * (1 + table_rel_error)
-    # |K| <= 2^n_bits. Worst per-coordinate shift in grid steps: Delta_1 / g + 1.
-    # P(|K| >= m) <= 2 p^m / (1 + p) <= 2 exp(-lambda m) for the exact distribution; the
-    # realised one differs by the factor (1 + table_rel_error)^(n_bits + 1).
-    m = 2**n_bits - (sensitivity / granularity + 1)
-    delta = min(1.0, dim * 2.0 * math.exp(-lam_f * m) * (1 + table_rel_error) ** (n_bits + 2))
     table.setflags(write=False)
-    return LaplaceParams(
-        epsilon=epsilon, sensitivity=sensitivity, scale=scale, granularity=granularity,
-        log2_granularity=log2_g, n_bits=n_bits, words_per_row=words, table=table, dim=dim,
-        grid_epsilon=grid_epsilon, table_rel_error=table_rel_error,
-        effective_epsilon=effective_epsilon, delta=delta)
+    return table, float(rel_err) * (1 + 1e-9)
 
 
 def discrete_laplace_pmf(k: np.ndarray, params: LaplaceParams) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Plain-PyTorch reference implementation of every stage: the oracle for the kernels.
 
-It imports no kernel; tests, benchmarks and training import it. Readable first.
+One module per op (``chacha20``, ``discrete_laplace``, ``identity_dp``), each named
+like its kernels, tests and benchmark. It imports no kernel; tests, benchmarks and
+training import it. Readable first.
 """
-from .chacha20 import chacha20_blocks, keystream
-from .discrete_laplace import discrete_laplace
-from .identity_dp import identity_dp
+from . import chacha20, discrete_laplace, identity_dp
 
-__all__ = ["chacha20_blocks", "keystream", "discrete_laplace", "identity_dp"]
+__all__ = ["chacha20", "discrete_laplace", "identity_dp"]

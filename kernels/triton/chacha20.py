@@ -14,7 +14,9 @@ Same maths as kernels/common/chacha20.h; oracle: identitydp_fast/reference/chach
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 
 import torch
 import triton
@@ -27,8 +29,41 @@ _C2 = 0x79622D32
 _C3 = 0x6B206574
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-#: blocks per program: large under the interpreter (each op is one numpy call).
-KEYSTREAM_BLOCK = 4096 if _INTERPRET else 128
+#: lanes per program under the interpreter: every Triton op is one numpy call with
+#: ~50 us of fixed overhead, so programs must be wide.
+INTERPRET_LANES = 1 << 18
+#: blocks per program on a GPU.
+KEYSTREAM_BLOCK = 128
+
+
+def interpreter_block(n: int, cap: int = INTERPRET_LANES) -> int:
+    """Lanes per program under the interpreter: next power of two >= n, at most cap."""
+    return max(16, min(cap, triton.next_power_of_2(max(int(n), 1))))
+
+
+_malloc_tuned = False
+
+
+def tune_malloc_for_interpreter() -> None:
+    """Under TRITON_INTERPRET=1 on glibc: stop malloc from returning memory to the OS.
+
+    The interpreter allocates and frees megabyte numpy temporaries for every op; with
+    glibc's default (dynamic) mmap/trim thresholds the heap is shrunk and regrown
+    continuously and page faults triple the run time (measured: 10^6 samples 12 s -> 3.5
+    s). Raising both thresholds keeps the heap at its peak size (a few hundred MB).
+    No effect on GPU runs (never called there) or on other C libraries.
+    """
+    global _malloc_tuned
+    if _malloc_tuned or not _INTERPRET or not sys.platform.startswith("linux"):
+        return
+    _malloc_tuned = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 << 20)
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        pass
 
 
 def key_words(key: bytes) -> list[int]:
@@ -45,26 +80,13 @@ def words_to_int32(words: list[int], device) -> torch.Tensor:
 
 
 @triton.jit
-def _rotl(x, n: tl.constexpr):
-    return (x << n) | (x >> (32 - n))
-
-
-@triton.jit
-def _quarter_round(a, b, c, d):
-    a = a + b
-    d = _rotl(d ^ a, 16)
-    c = c + d
-    b = _rotl(b ^ c, 12)
-    a = a + b
-    d = _rotl(d ^ a, 8)
-    c = c + d
-    b = _rotl(b ^ c, 7)
-    return a, b, c, d
-
-
-@triton.jit
 def chacha20_block(k0, k1, k2, k3, k4, k5, k6, k7, counter, n0, n1, n2):
     """One ChaCha20 block per lane.
+
+    The quarter-rounds QR(a, b, c, d) are written out inline: under the interpreter every
+    call of a @triton.jit helper costs ~0.5 ms (it re-patches triton.language), which
+    would dominate. Each QR is the four lines
+    ``a += b; d ^= a; d <<<= 16 / c += d; b ^= c; b <<<= 12 / ... 8 / ... 7``.
 
     k0..k7, n0, n1: uint32 scalars or tensors; counter, n2: uint32 tensors of the lane
     shape (BLOCK,). Returns the 16 output words, uint32 tensors of that shape.
@@ -88,15 +110,41 @@ def chacha20_block(k0, k1, k2, k3, k4, k5, k6, k7, counter, n0, n1, n2):
     i15 = zero + n2
     x0, x1, x2, x3, x4, x5, x6, x7 = i0, i1, i2, i3, i4, i5, i6, i7
     x8, x9, x10, x11, x12, x13, x14, x15 = i8, i9, i10, i11, i12, i13, i14, i15
-    for _ in range(10):
-        x0, x4, x8, x12 = _quarter_round(x0, x4, x8, x12)
-        x1, x5, x9, x13 = _quarter_round(x1, x5, x9, x13)
-        x2, x6, x10, x14 = _quarter_round(x2, x6, x10, x14)
-        x3, x7, x11, x15 = _quarter_round(x3, x7, x11, x15)
-        x0, x5, x10, x15 = _quarter_round(x0, x5, x10, x15)
-        x1, x6, x11, x12 = _quarter_round(x1, x6, x11, x12)
-        x2, x7, x8, x13 = _quarter_round(x2, x7, x8, x13)
-        x3, x4, x9, x14 = _quarter_round(x3, x4, x9, x14)
+    for _ in range(10):  # 10 double rounds
+        # Column rounds.
+        x0 = x0 + x4; x12 = x12 ^ x0; x12 = (x12 << 16) | (x12 >> 16)
+        x8 = x8 + x12; x4 = x4 ^ x8; x4 = (x4 << 12) | (x4 >> 20)
+        x0 = x0 + x4; x12 = x12 ^ x0; x12 = (x12 << 8) | (x12 >> 24)
+        x8 = x8 + x12; x4 = x4 ^ x8; x4 = (x4 << 7) | (x4 >> 25)
+        x1 = x1 + x5; x13 = x13 ^ x1; x13 = (x13 << 16) | (x13 >> 16)
+        x9 = x9 + x13; x5 = x5 ^ x9; x5 = (x5 << 12) | (x5 >> 20)
+        x1 = x1 + x5; x13 = x13 ^ x1; x13 = (x13 << 8) | (x13 >> 24)
+        x9 = x9 + x13; x5 = x5 ^ x9; x5 = (x5 << 7) | (x5 >> 25)
+        x2 = x2 + x6; x14 = x14 ^ x2; x14 = (x14 << 16) | (x14 >> 16)
+        x10 = x10 + x14; x6 = x6 ^ x10; x6 = (x6 << 12) | (x6 >> 20)
+        x2 = x2 + x6; x14 = x14 ^ x2; x14 = (x14 << 8) | (x14 >> 24)
+        x10 = x10 + x14; x6 = x6 ^ x10; x6 = (x6 << 7) | (x6 >> 25)
+        x3 = x3 + x7; x15 = x15 ^ x3; x15 = (x15 << 16) | (x15 >> 16)
+        x11 = x11 + x15; x7 = x7 ^ x11; x7 = (x7 << 12) | (x7 >> 20)
+        x3 = x3 + x7; x15 = x15 ^ x3; x15 = (x15 << 8) | (x15 >> 24)
+        x11 = x11 + x15; x7 = x7 ^ x11; x7 = (x7 << 7) | (x7 >> 25)
+        # Diagonal rounds.
+        x0 = x0 + x5; x15 = x15 ^ x0; x15 = (x15 << 16) | (x15 >> 16)
+        x10 = x10 + x15; x5 = x5 ^ x10; x5 = (x5 << 12) | (x5 >> 20)
+        x0 = x0 + x5; x15 = x15 ^ x0; x15 = (x15 << 8) | (x15 >> 24)
+        x10 = x10 + x15; x5 = x5 ^ x10; x5 = (x5 << 7) | (x5 >> 25)
+        x1 = x1 + x6; x12 = x12 ^ x1; x12 = (x12 << 16) | (x12 >> 16)
+        x11 = x11 + x12; x6 = x6 ^ x11; x6 = (x6 << 12) | (x6 >> 20)
+        x1 = x1 + x6; x12 = x12 ^ x1; x12 = (x12 << 8) | (x12 >> 24)
+        x11 = x11 + x12; x6 = x6 ^ x11; x6 = (x6 << 7) | (x6 >> 25)
+        x2 = x2 + x7; x13 = x13 ^ x2; x13 = (x13 << 16) | (x13 >> 16)
+        x8 = x8 + x13; x7 = x7 ^ x8; x7 = (x7 << 12) | (x7 >> 20)
+        x2 = x2 + x7; x13 = x13 ^ x2; x13 = (x13 << 8) | (x13 >> 24)
+        x8 = x8 + x13; x7 = x7 ^ x8; x7 = (x7 << 7) | (x7 >> 25)
+        x3 = x3 + x4; x14 = x14 ^ x3; x14 = (x14 << 16) | (x14 >> 16)
+        x9 = x9 + x14; x4 = x4 ^ x9; x4 = (x4 << 12) | (x4 >> 20)
+        x3 = x3 + x4; x14 = x14 ^ x3; x14 = (x14 << 8) | (x14 >> 24)
+        x9 = x9 + x14; x4 = x4 ^ x9; x4 = (x4 << 7) | (x4 >> 25)
     return (x0 + i0, x1 + i1, x2 + i2, x3 + i3, x4 + i4, x5 + i5, x6 + i6, x7 + i7,
             x8 + i8, x9 + i9, x10 + i10, x11 + i11, x12 + i12, x13 + i13, x14 + i14,
             x15 + i15)
@@ -160,7 +208,11 @@ def chacha20_keystream(key: bytes, nonce: bytes, counter: int, length: int,
     nonce_words = [int.from_bytes(nonce[i:i + 4], "little") for i in range(0, 12, 4)]
     params = words_to_int32(key_words(key) + [counter] + nonce_words, device)
     out = torch.empty(n_blocks * 16, dtype=torch.int32, device=device)
-    grid = (triton.cdiv(n_blocks, KEYSTREAM_BLOCK),)
-    _keystream_kernel[grid](params, out, n_blocks, BLOCK=KEYSTREAM_BLOCK)
+    block = KEYSTREAM_BLOCK
+    if _INTERPRET:
+        tune_malloc_for_interpreter()
+        block = interpreter_block(n_blocks, cap=1 << 16)
+    grid = (triton.cdiv(n_blocks, block),)
+    _keystream_kernel[grid](params, out, n_blocks, BLOCK=block)
     # int32 words -> bytes; every supported device (CPU, CUDA) is little-endian.
     return out.view(torch.uint8)[:length]

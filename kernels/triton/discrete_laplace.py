@@ -30,11 +30,12 @@ import torch
 import triton
 import triton.language as tl
 
-from .chacha20 import chacha20_block, key_words, load_u32, words_to_int32
+from .chacha20 import (chacha20_block, interpreter_block, key_words, load_u32,
+                       tune_malloc_for_interpreter, words_to_int32)
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-#: samples (lanes) per program: large under the interpreter (each op is one numpy call).
-SAMPLE_BLOCK = 65536 if _INTERPRET else 128
+#: samples (lanes) per program on a GPU; under the interpreter see interpreter_block.
+SAMPLE_BLOCK = 128
 
 # Layout of the small int32 parameter buffer shared by the kernels.
 PARAM_KEY = 0          # 8 key words
@@ -71,29 +72,6 @@ def table_tensor(table, n_bits: int, words_per_row: int, device) -> torch.Tensor
 
 
 @triton.jit
-def _select16(idx, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15):
-    """Per lane, word ``idx`` (0..15) of the 16 block words: a 4-level where-tree."""
-    s = (idx & 1) != 0
-    c0 = tl.where(s, b1, b0)
-    c1 = tl.where(s, b3, b2)
-    c2 = tl.where(s, b5, b4)
-    c3 = tl.where(s, b7, b6)
-    c4 = tl.where(s, b9, b8)
-    c5 = tl.where(s, b11, b10)
-    c6 = tl.where(s, b13, b12)
-    c7 = tl.where(s, b15, b14)
-    s = (idx & 2) != 0
-    d0 = tl.where(s, c1, c0)
-    d1 = tl.where(s, c3, c2)
-    d2 = tl.where(s, c5, c4)
-    d3 = tl.where(s, c7, c6)
-    s = (idx & 4) != 0
-    e0 = tl.where(s, d1, d0)
-    e1 = tl.where(s, d3, d2)
-    return tl.where((idx & 8) != 0, e1, e0)
-
-
-@triton.jit
 def next_word(active, pos, cached, params_ptr, sample,
               b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15):
     """Next word of every active lane's stream (inactive lanes do not advance).
@@ -104,12 +82,20 @@ def next_word(active, pos, cached, params_ptr, sample,
     """
     block = pos >> 4
     stale = active & (block != cached)
-    if tl.max(stale.to(tl.int32), axis=0) > 0:
+    if tl.max(stale.to(tl.int32)) > 0:  # any lane needs a new block
+        # Key words 0..7 and stream lo/hi (uint32 bits of the int32 params buffer).
+        k0 = tl.load(params_ptr + 0).to(tl.uint32, bitcast=True)
+        k1 = tl.load(params_ptr + 1).to(tl.uint32, bitcast=True)
+        k2 = tl.load(params_ptr + 2).to(tl.uint32, bitcast=True)
+        k3 = tl.load(params_ptr + 3).to(tl.uint32, bitcast=True)
+        k4 = tl.load(params_ptr + 4).to(tl.uint32, bitcast=True)
+        k5 = tl.load(params_ptr + 5).to(tl.uint32, bitcast=True)
+        k6 = tl.load(params_ptr + 6).to(tl.uint32, bitcast=True)
+        k7 = tl.load(params_ptr + 7).to(tl.uint32, bitcast=True)
+        n0 = tl.load(params_ptr + 8).to(tl.uint32, bitcast=True)
+        n1 = tl.load(params_ptr + 9).to(tl.uint32, bitcast=True)
         f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15 = chacha20_block(
-            load_u32(params_ptr + 0), load_u32(params_ptr + 1), load_u32(params_ptr + 2),
-            load_u32(params_ptr + 3), load_u32(params_ptr + 4), load_u32(params_ptr + 5),
-            load_u32(params_ptr + 6), load_u32(params_ptr + 7), block.to(tl.uint32),
-            load_u32(params_ptr + 8), load_u32(params_ptr + 9), sample)
+            k0, k1, k2, k3, k4, k5, k6, k7, block.to(tl.uint32), n0, n1, sample)
         b0 = tl.where(stale, f0, b0)
         b1 = tl.where(stale, f1, b1)
         b2 = tl.where(stale, f2, b2)
@@ -127,8 +113,25 @@ def next_word(active, pos, cached, params_ptr, sample,
         b14 = tl.where(stale, f14, b14)
         b15 = tl.where(stale, f15, b15)
         cached = tl.where(stale, block, cached)
-    word = _select16(pos & 15, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13,
-                     b14, b15)
+    # word = b[pos & 15], as a 4-level where-tree on the bits of pos & 15.
+    s = (pos & 1) != 0
+    c0 = tl.where(s, b1, b0)
+    c1 = tl.where(s, b3, b2)
+    c2 = tl.where(s, b5, b4)
+    c3 = tl.where(s, b7, b6)
+    c4 = tl.where(s, b9, b8)
+    c5 = tl.where(s, b11, b10)
+    c6 = tl.where(s, b13, b12)
+    c7 = tl.where(s, b15, b14)
+    s = (pos & 2) != 0
+    d0 = tl.where(s, c1, c0)
+    d1 = tl.where(s, c3, c2)
+    d2 = tl.where(s, c5, c4)
+    d3 = tl.where(s, c7, c6)
+    s = (pos & 4) != 0
+    e0 = tl.where(s, d1, d0)
+    e1 = tl.where(s, d3, d2)
+    word = tl.where((pos & 8) != 0, e1, e0)
     pos = pos + active.to(tl.int32)
     return word, pos, cached, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, \
         b14, b15
@@ -146,8 +149,8 @@ def bernoulli(row_ptr, words_per_row, active, pos, cached, params_ptr, sample,
     result = tl.zeros_like(pos)
     undecided = active
     for t in range(words_per_row):
-        if tl.max(undecided.to(tl.int32), axis=0) > 0:
-            thr = load_u32(row_ptr + t)
+        if tl.max(undecided.to(tl.int32)) > 0:  # any lane undecided
+            thr = tl.load(row_ptr + t).to(tl.uint32, bitcast=True)
             u, pos, cached, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, \
                 b15 = next_word(undecided, pos, cached, params_ptr, sample, b0, b1, b2, b3,
                                 b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15)
@@ -220,7 +223,11 @@ def discrete_laplace(key: bytes, stream: int, n: int, table, n_bits: int,
         return out
     params = stream_params(key, stream, sample_offset, device)
     table_t = table_tensor(table, n_bits, words_per_row, device)
-    grid = (triton.cdiv(n, SAMPLE_BLOCK),)
+    block = SAMPLE_BLOCK
+    if _INTERPRET:
+        tune_malloc_for_interpreter()
+        block = interpreter_block(n)
+    grid = (triton.cdiv(n, block),)
     _discrete_laplace_kernel[grid](params, table_t, out, n, n_bits, words_per_row,
-                                   BLOCK=SAMPLE_BLOCK)
+                                   BLOCK=block)
     return out
