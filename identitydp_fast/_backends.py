@@ -36,7 +36,7 @@ def available(name: str, device: torch.device | str | None = None) -> bool:
     """Whether backend ``name`` can run on ``device`` (any supported device if None)."""
     dev = None if device is None else torch.device(device)
     if name == "reference":
-        return True
+        return dev is None or dev.type == "cpu" or (dev.type == "cuda" and torch.cuda.is_available())
     if name == "cpu":
         return _native._C is not None and (dev is None or dev.type == "cpu")
     if name == "cuda":

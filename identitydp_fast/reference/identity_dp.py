@@ -25,13 +25,20 @@ from ..privacy import LaplaceParams
 from .discrete_laplace import discrete_laplace
 
 
+def _sqrt_rn(t: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded float32 square root (float64 has > 2 * 24 + 2 bits)."""
+    return torch.sqrt(t.to(torch.float64)).to(torch.float32)
+
+
 def identity_dp(x: torch.Tensor, center: torch.Tensor | None, params: LaplaceParams,
                 key: bytes, stream: int, output_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
     """x: (N, d) float32. center: (d,) float32 or None. Returns out (N, d), v (N, d)."""
     n_rows, dim = x.shape
     x = x.to(torch.float32)
     mu = torch.zeros(dim, dtype=torch.float32, device=x.device) if center is None else center
-    norm = torch.sqrt((x * x).sum(dim=1, keepdim=True))
+    # sqrt through float64: correctly rounded, like sqrtf in C++/CUDA and tl.sqrt_rn (torch's
+    # float32 CPU sqrt is off by one ulp for some inputs)
+    norm = _sqrt_rn((x * x).sum(dim=1, keepdim=True))
     u = torch.where(norm > 0, x / norm, torch.zeros_like(x))
     r = u - mu
     l1 = r.abs().sum(dim=1, keepdim=True)
@@ -43,7 +50,7 @@ def identity_dp(x: torch.Tensor, center: torch.Tensor | None, params: LaplacePar
     k = discrete_laplace(key, stream, samples, params.table, params.n_bits).view(n_rows, dim)
     v = ((n + k).to(torch.float64) * params.granularity).to(torch.float32)
     y = mu + v
-    ny = torch.sqrt((y * y).sum(dim=1, keepdim=True))
+    ny = _sqrt_rn((y * y).sum(dim=1, keepdim=True))
     out = torch.where(ny > 0, y * (torch.tensor(output_norm, dtype=torch.float32) / ny),
                       torch.zeros_like(y))
     return out, v

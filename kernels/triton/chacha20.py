@@ -22,11 +22,12 @@ import torch
 import triton
 import triton.language as tl
 
-# ChaCha constants "expand 32-byte k" (all < 2^31, so plain int literals are safe).
-_C0 = 0x61707865
-_C1 = 0x3320646E
-_C2 = 0x79622D32
-_C3 = 0x6B206574
+# ChaCha constants "expand 32-byte k" (all < 2^31). Globals read inside @triton.jit code
+# must be tl.constexpr on a real GPU (the interpreter does not check this).
+_C0 = tl.constexpr(0x61707865)
+_C1 = tl.constexpr(0x3320646E)
+_C2 = tl.constexpr(0x79622D32)
+_C3 = tl.constexpr(0x6B206574)
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 #: lanes per program under the interpreter: every Triton op is one numpy call with

@@ -1,0 +1,48 @@
+# identitydp-fast: set up, demo, test, benchmark.
+#   make demo   create .venv, install torch + the package, run the main job
+#   make test   create .venv, install, run the test suite (what CI runs)
+#   make bench  CPU benchmarks (pytest-benchmark), saved under .benchmarks/
+#   make cuda-check  compile every CUDA kernel for sm_90 (no GPU needed)
+# Variables: PYTHON (interpreter for the venv), TORCH (pip spec of torch; the default is
+# the CPU wheel on this machine's disk; e.g. TORCH="torch==2.11.0" for another build).
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV ?= .venv
+BIN := $(VENV)/bin
+SOURCES := $(wildcard csrc/*.* csrc/*/*.* kernels/*/*.* ) CMakeLists.txt pyproject.toml
+
+.PHONY: setup demo test test-fast bench cuda-check clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: $(SOURCES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	# editable install with build isolation: compiles identitydp_fast._C
+	$(BIN)/python -m pip install -q -e ".[test,triton]"
+	touch $@
+
+demo: setup
+	$(BIN)/identitydp backends
+	$(BIN)/identitydp noise --n 8 --epsilon 10
+	$(BIN)/identitydp noise --n 8 --epsilon 300 --centered --clip 4
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/python -m pytest bench -q --benchmark-autosave --benchmark-columns=min,median,mean,ops,rounds
+
+cuda-check: setup
+	cmake -S . -B build/cuda-check -DIDP_CUDA=COMPILE_ONLY \
+	  -DPython_EXECUTABLE=$(abspath $(BIN)/python) \
+	  -Dpybind11_DIR=$$($(BIN)/python -m pybind11 --cmakedir) > build-cuda-check.log
+	cmake --build build/cuda-check --target idp_cuda_compile_check
+	@echo "cuda-check: every CUDA kernel compiles for sm_90"
+
+clean:
+	rm -rf build dist .pytest_cache .benchmarks build-cuda-check.log

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One-call GPU check (DESIGN.md section 8), for the lent H100/H200 machine:
+#   1. build _C with the CUDA kernels (sm_90) into a throwaway prefix,
+#   2. run the whole test suite (every CUDA and Triton kernel against the reference),
+#   3. run the benchmarks on the GPU (reference on the GPU as the baseline),
+#   4. print a short table last.
+# Usage (device tool): bash bench/gpu_check.sh   -- writes logs and JSON to $OUT (or bench/out).
+# Takes ~3-5 minutes. Copy the final table into bench/RESULTS.md with the card and date.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-bench/out}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+"$PY" -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
+
+SITE=/tmp/idp-site
+rm -rf "$SITE"
+echo "== build (IDP_CUDA=ON, sm_90)"
+start=$(date +%s)
+if ! IDP_CUDA=ON "$PY" -m pip install -q --no-build-isolation --no-deps --target "$SITE" \
+    -Ccmake.define.IDP_CUDA_ARCHS=90-real -Cbuild-dir=/tmp/idp-build . > "$OUT/build.log" 2>&1; then
+  tail -40 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
+fi
+echo "built in $(( $(date +%s) - start )) s"
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+# tests and benchmarks must import the installed package, not the source folder
+cd /tmp
+"$PY" -c "import identitydp_fast as i, identitydp_fast._C as c; print('with_cuda', c.with_cuda, 'backends', i.backends())" | tee -a "$OUT/gpu.txt"
+
+echo "== tests"
+timeout 300 "$PY" -m pytest -q -p no:cacheprovider --rootdir="$OLDPWD" -c "$OLDPWD/pyproject.toml" \
+  "$OLDPWD/tests" 2>&1 | tee "$OUT/tests.log" | tail -15
+tests_rc=${PIPESTATUS[0]}
+
+echo "== benchmarks"
+IDP_BENCH_DEVICE=cuda timeout 240 "$PY" -m pytest -q -c "$OLDPWD/bench/pytest.ini" --rootdir="$OLDPWD/bench" \
+  "$OLDPWD/bench" --benchmark-min-time=0.02 --benchmark-max-time=0.5 --benchmark-columns=median,ops,rounds \
+  --benchmark-json="$OUT/bench.json" 2>&1 | tee "$OUT/bench.log" | sed -n '/speed-up over the reference/,$p'
+cp "$OLDPWD"/bench/out/ratios-*.json "$OUT"/ 2>/dev/null
+echo "== summary: tests rc=$tests_rc ($(tail -1 "$OUT/tests.log"))"
+exit $tests_rc
