@@ -30,12 +30,12 @@ cd /tmp
 "$PY" -c "import identitydp_fast as i, identitydp_fast._C as c; print('with_cuda', c.with_cuda, 'backends', i.backends())" | tee -a "$OUT/gpu.txt"
 
 echo "== tests"
-timeout 300 "$PY" -m pytest -q -p no:cacheprovider --rootdir="$OLDPWD" -c "$OLDPWD/pyproject.toml" \
+timeout 200 "$PY" -m pytest -q -p no:cacheprovider --rootdir="$OLDPWD" -c "$OLDPWD/pyproject.toml" \
   "$OLDPWD/tests" 2>&1 | tee "$OUT/tests.log" | tail -15
 tests_rc=${PIPESTATUS[0]}
 
 echo "== benchmarks"
-IDP_BENCH_DEVICE=cuda timeout 240 "$PY" -m pytest -q -c "$OLDPWD/bench/pytest.ini" --rootdir="$OLDPWD/bench" \
+IDP_BENCH_DEVICE=cuda timeout 150 "$PY" -m pytest -q -c "$OLDPWD/bench/pytest.ini" --rootdir="$OLDPWD/bench" \
   "$OLDPWD/bench" --benchmark-min-time=0.02 --benchmark-max-time=0.5 --benchmark-columns=median,ops,rounds \
   --benchmark-json="$OUT/bench.json" 2>&1 | tee "$OUT/bench.log" | sed -n '/speed-up over the reference/,$p'
 cp "$OLDPWD"/bench/out/ratios-*.json "$OUT"/ 2>/dev/null
