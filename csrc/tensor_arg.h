@@ -1,3 +1,7 @@
+// Messages are built with std::string / std::to_string only: iostreams inside an
+// extension can crash when the process's global locale facets come from another
+// libstdc++ (seen with torch 2.11 + CUDA 13 on the GPU machine).
+//
 // Checked views of DLPack capsules: every op validates dtype, rank, shape, strides
 // (compact row-major only) and device before it touches memory, and raises a Python
 // ValueError/TypeError naming the argument, the value found and the requirement.
@@ -5,7 +9,6 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -34,12 +37,10 @@ struct TensorArg {
 };
 
 inline std::string shape_str(const int64_t* shape, int ndim) {
-  std::ostringstream os;
-  os << "(";
-  for (int i = 0; i < ndim; ++i) os << (i ? ", " : "") << shape[i];
-  if (ndim == 1) os << ",";
-  os << ")";
-  return os.str();
+  std::string s = "(";
+  for (int i = 0; i < ndim; ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  if (ndim == 1) s += ",";
+  return s + ")";
 }
 
 inline const char* dtype_name(DLDataType t) {
@@ -81,19 +82,16 @@ inline TensorArg tensor_arg(const py::object& obj, const char* name, std::vector
   TensorArg arg;
   arg.name = name;
   if (t.ndim != ndim) {
-    std::ostringstream os;
-    os << name << ": expected a " << ndim << "-D array, got " << t.ndim << "-D with shape "
-       << shape_str(t.shape, t.ndim);
-    throw py::value_error(os.str());
+    throw py::value_error(std::string(name) + ": expected a " + std::to_string(ndim) +
+                          "-D array, got " + std::to_string(t.ndim) + "-D with shape " +
+                          shape_str(t.shape, t.ndim));
   }
   bool dtype_ok = false;
   for (const DType& d : dtypes) dtype_ok |= (t.dtype.code == d.code && t.dtype.bits == d.bits);
   if (!dtype_ok || t.dtype.lanes != 1) {
-    std::ostringstream os;
-    os << name << ": expected dtype ";
-    for (size_t i = 0; i < dtypes.size(); ++i) os << (i ? " or " : "") << dtypes[i].name;
-    os << ", got " << dtype_name(t.dtype);
-    throw py::type_error(os.str());
+    std::string msg = std::string(name) + ": expected dtype ";
+    for (size_t i = 0; i < dtypes.size(); ++i) msg += std::string(i ? " or " : "") + dtypes[i].name;
+    throw py::type_error(msg + ", got " + dtype_name(t.dtype));
   }
   if (t.device.device_type == kDLCPU || t.device.device_type == kDLCUDAHost) {
     arg.device = Device::CPU;
@@ -125,10 +123,9 @@ inline TensorArg tensor_arg(const py::object& obj, const char* name, std::vector
 
 inline void require_shape(const TensorArg& a, int dim, int64_t value, const char* what) {
   if (a.shape[dim] != value) {
-    std::ostringstream os;
-    os << a.name << ": dimension " << dim << " must equal " << what << " (" << value
-       << "), got shape " << shape_str(a.shape.data(), static_cast<int>(a.shape.size()));
-    throw py::value_error(os.str());
+    throw py::value_error(a.name + ": dimension " + std::to_string(dim) + " must equal " + what +
+                          " (" + std::to_string(value) + "), got shape " +
+                          shape_str(a.shape.data(), static_cast<int>(a.shape.size())));
   }
 }
 
