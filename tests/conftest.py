@@ -27,7 +27,9 @@ def _param(backend: str, device: str):
     elif not _backends.available(backend, device):
         reason = {"cpu": "identitydp_fast._C is not built",
                   "cuda": "_C was built without CUDA",
-                  "triton": "triton is not installed"}.get(backend, "unavailable")
+                  "triton": ("Triton's CPU interpreter is off (a GPU is present)"
+                             if device == "cpu" and torch.cuda.is_available()
+                             else "triton is not installed")}.get(backend, "unavailable")
         marks.append(pytest.mark.skip(reason=f"backend {backend!r} on {device}: {reason}"))
     return pytest.param((backend, device), marks=marks, id=f"{backend}-{device}")
 
