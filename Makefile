@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python -m pytest bench -q --benchmark-autosave --benchmark-columns=min,median,mean,ops,rounds
 
 cuda-check: setup
+	$(BIN)/python -m pip install -q "pybind11>=2.12"  # the build's own env is isolated; cmake needs it here
 	cmake -S . -B build/cuda-check -DIDP_CUDA=COMPILE_ONLY \
 	  -DPython_EXECUTABLE=$(abspath $(BIN)/python) \
 	  -Dpybind11_DIR=$$($(BIN)/python -m pybind11 --cmakedir) > build-cuda-check.log
