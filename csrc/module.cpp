@@ -20,4 +20,5 @@ PYBIND11_MODULE(_C, m) {
   m.attr("with_openmp") = false;
 #endif
   idp::bind_noise(m);
+  idp::bind_resnet(m);
 }
