@@ -21,4 +21,5 @@ PYBIND11_MODULE(_C, m) {
 #endif
   idp::bind_noise(m);
   idp::bind_resnet(m);
+  idp::bind_geometry(m);
 }

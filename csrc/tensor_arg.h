@@ -26,6 +26,10 @@ struct TensorArg {
   Device device = Device::CPU;
   int device_id = 0;
   std::vector<int64_t> shape;
+  uint8_t dtype_code = 0;  // DLDataTypeCode
+  uint8_t dtype_bits = 0;
+
+  bool is(uint8_t code, uint8_t bits) const { return dtype_code == code && dtype_bits == bits; }
 
   int64_t numel() const {
     int64_t n = 1;
@@ -62,6 +66,7 @@ struct DType {
   const char* name;
 };
 constexpr DType kFloat32{kDLFloat, 32, "float32"};
+constexpr DType kFloat64{kDLFloat, 64, "float64"};
 constexpr DType kInt64{kDLInt, 64, "int64"};
 constexpr DType kInt32{kDLInt, 32, "int32"};
 constexpr DType kUInt32{kDLUInt, 32, "uint32"};
@@ -102,6 +107,8 @@ inline TensorArg tensor_arg(const py::object& obj, const char* name, std::vector
                           std::to_string(t.device.device_type) + " (expected CPU or CUDA)");
   }
   arg.device_id = t.device.device_id;
+  arg.dtype_code = t.dtype.code;
+  arg.dtype_bits = t.dtype.bits;
   int64_t expected = 1;
   for (int i = ndim - 1; i >= 0; --i) {
     if (t.shape[i] < 0) throw py::value_error(std::string(name) + ": negative dimension");
