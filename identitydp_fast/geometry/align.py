@@ -1,0 +1,226 @@
+"""Alignment transforms: 5 landmarks -> the model's crop and dlib's identity chip.
+
+Every transform here is a (N, 2, 3) float64 tensor M mapping CROP pixel coordinates to
+IMAGE pixel coordinates, ``[x_img, y_img] = M @ [c, r, 1]`` (x = column, y = row, pixel
+centres at integers): exactly what ``reference.warp_affine`` takes to cut the crop out,
+and what ``reference.warp_affine.paste_back`` takes to put it back.
+
+Landmarks follow dlib's ``shape_predictor_5`` order (x, y): 0 and 1 are the outer and inner
+corner of the eye on the image's right, 2 and 3 the outer and inner corner of the eye on
+the image's left, 4 the base of the nose.
+
+Two crops:
+
+* the model crop (``crop_transform``, side S, 128 by default, any S): the generator needs
+  context (hair, chin, some background), so the face is smaller than in dlib's chip. The
+  template is dlib's 5-point mean face (outer eye corners 0.739 apart) scaled by
+  TEMPLATE_SCALE = 0.46 of the crop side (outer eye corners 34% of the width apart) and
+  moved so that the midpoint of the four eye corners sits at (0.5, EYES_Y = 0.40) of the
+  crop. Checked on aligned LFW crops (a grid of 16, looked at): cheek to cheek ~55-60% of
+  the width, chin at ~0.83 of the height, the top of the head at or just inside the top
+  edge, background on both sides. Points are fractions f of the crop edge placed at pixel
+  coordinate f S - 1/2, so S = 128 and S = 256 show the same content.
+* dlib's identity chip (``dlib_chip_transform``): what ``dlib.get_face_chip(img, shape,
+  size, padding)`` extracts, reproduced exactly (see that function).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# dlib's mean face for shape_predictor_5 (dlib/image_transforms/interpolation.h,
+# get_face_chip_details), in the unit square of its 68-point face; order as above.
+DLIB_MEAN_FACE_5 = (
+    (0.8595674595992, 0.2134981538014),
+    (0.6460604764104, 0.2289674387677),
+    (0.1205750620789, 0.2137274526848),
+    (0.3340850613712, 0.2290642403242),
+    (0.4901123135679, 0.6277975316475),
+)
+
+TEMPLATE_SCALE = 0.46  # mean-face units per crop side (outer eye corners 0.34 S apart)
+EYES_Y = 0.40          # height of the eye-corner midpoint, as a fraction of the crop height
+# the face in mean-face units around the eye midpoint, measured on aligned LFW crops:
+# forehead (hairline) ~0.33 above, chin ~0.95 below, cheeks ~0.62 to each side
+_FACE_CENTRE_DY, _FACE_RX, _FACE_RY = 0.31, 0.62, 0.66
+DEFAULT_CROP = 128
+
+
+def _as_points(name: str, pts, k: int | None = None) -> torch.Tensor:
+    if isinstance(pts, torch.Tensor):
+        t = pts.detach().to(device="cpu", dtype=torch.float64)
+    else:
+        t = torch.from_numpy(np.array(pts, dtype=np.float64))  # a copy: read-only arrays welcome
+    if t.dim() not in (2, 3) or t.shape[-1] != 2 or (k is not None and t.shape[-2] != k):
+        want = f"(K, 2) or (N, K, 2) with K={k}" if k else "(K, 2) or (N, K, 2)"
+        raise ValueError(f"{name} must be {want}, got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} holds non-finite coordinates; drop those faces first")
+    return t
+
+
+def similarity_transform(src, dst) -> torch.Tensor:
+    """Least-squares similarity T (rotation, uniform scale, translation; no reflection)
+    with T(src) ~ dst: argmin sum_k || s R src_k + t - dst_k ||^2 (Umeyama 1991).
+
+    In 2-D the rotation-and-scale s R is the complex number z = s e^{i theta}, and the
+    problem is complex linear least squares: with centred points p_k = src_k - mean(src),
+    q_k = dst_k - mean(dst) (as complex numbers), z = sum conj(p_k) q_k / sum |p_k|^2 and
+    t = mean(dst) - z mean(src). That is Umeyama's solution (s >= 0, det R = +1) in closed
+    form, batched, without an SVD.
+
+    src, dst: (N, K, 2) or (K, 2) (broadcast against each other), K >= 2. Returns
+    (N, 2, 3) float64 [[a, -b, tx], [b, a, ty]] with z = a + ib.
+    """
+    s = _as_points("src", src)
+    d = _as_points("dst", dst)
+    if s.shape[-2] != d.shape[-2] or s.shape[-2] < 2:
+        raise ValueError(f"src and dst need the same number K >= 2 of points, got "
+                         f"{tuple(s.shape)} and {tuple(d.shape)}")
+    s3 = s if s.dim() == 3 else s.unsqueeze(0)
+    d3 = d if d.dim() == 3 else d.unsqueeze(0)
+    s3, d3 = torch.broadcast_tensors(s3, d3)
+    ms, md = s3.mean(dim=1, keepdim=True), d3.mean(dim=1, keepdim=True)
+    p, q = s3 - ms, d3 - md                                   # (N, K, 2)
+    spread = (p * p).sum(dim=(1, 2))                          # sum |p_k|^2, (N,)
+    if bool((spread <= 1e-12 * (1 + ms.abs().amax(dim=(1, 2)) ** 2)).any()):
+        raise ValueError("src points coincide (zero spread): a similarity is undefined; "
+                         "check the landmarks")
+    a = (p[..., 0] * q[..., 0] + p[..., 1] * q[..., 1]).sum(dim=1) / spread   # Re z
+    b = (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0]).sum(dim=1) / spread   # Im z
+    lin = torch.stack([torch.stack([a, -b], -1), torch.stack([b, a], -1)], -2)  # (N, 2, 2)
+    t = md.squeeze(1) - (lin @ ms.squeeze(1).unsqueeze(-1)).squeeze(-1)
+    return torch.cat([lin, t.unsqueeze(-1)], dim=-1)
+
+
+def invert_affine(matrices) -> torch.Tensor:
+    """[A | t]^-1 = [A^-1 | -A^-1 t] for (N, 2, 3) (or (2, 3)) affine maps; float64."""
+    m = torch.as_tensor(matrices, dtype=torch.float64)
+    squeeze = m.dim() == 2
+    m = m.unsqueeze(0) if squeeze else m
+    if m.dim() != 3 or m.shape[1:] != (2, 3):
+        raise ValueError(f"matrices must be (N, 2, 3) or (2, 3), got {tuple(m.shape)}")
+    a = m[:, :, :2]
+    det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
+    bad = ~torch.isfinite(det) | (det.abs() < 1e-12)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"matrices[{i}] is not invertible (det of its 2x2 part = {float(det[i]):g})")
+    ai = torch.linalg.inv(a)
+    out = torch.cat([ai, -(ai @ m[:, :, 2:])], dim=-1)
+    return out[0] if squeeze else out
+
+
+def apply_affine(matrices, points) -> torch.Tensor:
+    """M @ [x, y, 1] for (N, 2, 3) maps and (N, K, 2) points -> (N, K, 2) float64."""
+    m = torch.as_tensor(matrices, dtype=torch.float64)
+    p = torch.as_tensor(points, dtype=torch.float64)
+    return p @ m[..., :2].transpose(-1, -2) + m[..., 2].unsqueeze(-2)
+
+
+def _check_size(name: str, size) -> int:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 8:
+        raise ValueError(f"{name} must be an integer >= 8 (pixels), got {size!r}")
+    return size
+
+
+def crop_template(size: int = DEFAULT_CROP) -> torch.Tensor:
+    """(5, 2) float64 target landmarks of the model crop of side ``size``, in pixels.
+
+    template = ((mean_face - eye_mid) TEMPLATE_SCALE + (1/2, EYES_Y)) size - 1/2, eye_mid =
+    mean of the four eye corners of dlib's mean face (module docstring).
+    """
+    size = _check_size("size", size)
+    face = torch.tensor(DLIB_MEAN_FACE_5, dtype=torch.float64)
+    eye_mid = face[:4].mean(dim=0)
+    frac = (face - eye_mid) * TEMPLATE_SCALE + torch.tensor([0.5, EYES_Y], dtype=torch.float64)
+    return frac * size - 0.5
+
+
+def crop_transform(landmarks, size: int = DEFAULT_CROP) -> torch.Tensor:
+    """(N, 2, 3) crop -> image maps for the model crop: the least-squares similarity from
+    ``crop_template(size)`` to the (N, 5, 2) landmarks (error measured in image pixels,
+    like dlib's chips)."""
+    lm = _as_points("landmarks", landmarks, 5)
+    return similarity_transform(crop_template(size), lm if lm.dim() == 3 else lm.unsqueeze(0))
+
+
+def crop_face_ellipse(size: int = DEFAULT_CROP) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((cx, cy), (rx, ry)) in pixels: an ellipse over the face in the model crop, hairline
+    to chin and cheek to cheek (a mask for blending and for degrading the inner face)."""
+    size = _check_size("size", size)
+    cx = 0.5 * size - 0.5
+    cy = (EYES_Y + _FACE_CENTRE_DY * TEMPLATE_SCALE) * size - 0.5
+    return (cx, cy), (_FACE_RX * TEMPLATE_SCALE * size, _FACE_RY * TEMPLATE_SCALE * size)
+
+
+def dlib_chip_transform(landmarks, size: int = 150, padding: float = 0.25) -> torch.Tensor:
+    """(N, 2, 3) chip -> image maps of ``dlib.get_face_chip(img, shape, size, padding)``.
+
+    dlib (get_face_chip_details, chip_details, extract_image_chips), reproduced:
+
+    1. chip points P_k = (padding + mean_face_k) / (1 + 2 padding) * size;
+    2. similarity T = s R(theta) x + t fitted from P to the landmarks (least squares);
+    3. the chip's rectangle: centre c = T(size/2, size/2), side size * s (dlib's
+       ``centered_drect``: its corners sit (size s - 1)/2 from the centre);
+    4. chip pixels (0, 0) and (size-1, size-1) map to those rotated corners, so
+       x_img = c + R(theta) k (x_chip - (size - 1)/2) with k = (size s - 1)/(size - 1).
+
+    The last step is not T itself (T has scale s and centres size/2 at c); it differs from
+    T by up to ~1 pixel at the chip's edge and by ~2 grey levels per pixel. With this
+    transform, float64 coordinates and ``warp_affine(..., truncate=True)`` the chip equals
+    dlib's bit for bit while dlib samples the image directly. dlib first builds an image
+    pyramid (pyramid_down<2>) when the chip's rectangle is more than about twice the chip
+    (side > ~2 size - 1, faces wider than ~250 pixels for size 150); ``dlib_chip_needs_pyramid``
+    flags those faces, where a direct warp aliases and the chip differs (see geometry
+    README of the report / open problem).
+
+    landmarks: (N, 5, 2) or (5, 2) in shape_predictor_5 order. Returns (N, 2, 3) float64.
+    """
+    size = _check_size("size", size)
+    if not (padding >= 0.0):
+        raise ValueError(f"padding must be >= 0 (dlib's convention), got {padding!r}")
+    lm = _as_points("landmarks", landmarks, 5)
+    lm = lm if lm.dim() == 3 else lm.unsqueeze(0)
+    face = torch.tensor(DLIB_MEAN_FACE_5, dtype=torch.float64)
+    chip_pts = (padding + face) / (2 * padding + 1) * size
+    t = similarity_transform(chip_pts, lm)                     # (N, 2, 3), chip -> image
+    s = torch.hypot(t[:, 0, 0], t[:, 1, 0])                    # scale, (N,)
+    centre = apply_affine(t, torch.full((t.shape[0], 1, 2), size / 2, dtype=torch.float64))[:, 0]
+    rot = t[:, :, :2] / s.view(-1, 1, 1)                       # R(theta)
+    k = (size * s - 1) / (size - 1)
+    lin = rot * k.view(-1, 1, 1)
+    half = torch.full((t.shape[0], 2, 1), (size - 1) / 2, dtype=torch.float64)
+    trans = centre.unsqueeze(-1) - lin @ half
+    return torch.cat([lin, trans], dim=-1)
+
+
+def dlib_chip_needs_pyramid(matrices, size: int = 150) -> torch.Tensor:
+    """(N,) bool: dlib would sample this chip from a downsampled pyramid level.
+
+    dlib goes down a level while the pyramid_down<2> image of the chip's rectangle
+    (side ~ (side - 1)/2 + 1 for the rect side = k (size - 1) + 1) still has more pixels
+    than the chip, i.e. roughly when the rect side exceeds 2 size - 1.
+    """
+    m = torch.as_tensor(matrices, dtype=torch.float64)
+    k = torch.hypot(m[..., 0, 0], m[..., 1, 0])
+    side = k * (size - 1) + 1
+    return ((side - 1) / 2 + 1) ** 2 > size * size
+
+
+def dlib_face_chips(image, landmarks, size: int = 150, padding: float = 0.25) -> torch.Tensor:
+    """(N, size, size, 3) uint8 identity chips in dlib's convention (``dlib.get_face_chip``).
+
+    image: (H, W, 3) uint8 (tensor or numpy); landmarks: (N, 5, 2). Float64 coordinates
+    and truncation, as dlib does; pixels whose taps fall outside the image read 0.
+    """
+    from ..reference.warp_affine import warp_affine
+
+    img = torch.as_tensor(image)
+    if img.dim() != 3 or img.shape[2] != 3 or img.dtype != torch.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8 (see geometry.to_rgb_uint8), got "
+                         f"{tuple(img.shape)} {img.dtype}")
+    m = dlib_chip_transform(landmarks, size, padding).to(img.device)
+    n = m.shape[0]
+    chips = warp_affine(img.unsqueeze(0).expand(n, -1, -1, -1), m, size, size, truncate=True)
+    return chips.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()

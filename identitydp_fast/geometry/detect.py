@@ -1,0 +1,181 @@
+"""Face detection and 5 landmarks through dlib (HOG or MMOD detector + shape_predictor_5).
+
+Models come from the ``face-recognition-models`` package, located without importing it
+(its ``__init__`` needs ``pkg_resources``, gone from setuptools >= 81). Only the CC0
+files are used: ``shape_predictor_5_face_landmarks.dat`` and
+``mmod_human_face_detector.dat``; the 68-point predictor in the same package is not free
+for commercial use and is never loaded here.
+
+Defined behaviour at the edges:
+
+* no face: ``[]``.
+* faces touching the border: dlib's box may reach outside the image; ``box`` is clipped to
+  the image (inclusive pixel indices, so 0 <= left <= right <= W - 1), and the landmarks
+  are NOT clipped: they are dlib's estimate and may lie outside the image (the warp then
+  reads zeros there).
+* tiny faces: the HOG detector's window is 80x80 pixels, halved by each ``upsample``
+  (~40 px at the default 1); smaller faces are not found. ``min_size`` (default 0, keep
+  all) drops found faces whose unclipped box is smaller: for anonymisation, keeping every
+  face is the safe default.
+
+dlib's objects are created once per process, on first use, under a lock. The HOG
+detector and the shape predictor are read-only after loading and may be called from
+several threads; the MMOD network keeps per-call state, so its calls are serialised.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .image_io import to_rgb_uint8
+
+DETECTORS = ("hog", "mmod")
+_MODEL_FILES = {
+    "landmarks": "shape_predictor_5_face_landmarks.dat",
+    "mmod": "mmod_human_face_detector.dat",
+    "resnet": "dlib_face_recognition_resnet_model_v1.dat",
+}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: numpy fields do not compare as bools
+class FaceRecord:
+    """One face.
+
+    box: (left, top, right, bottom) ints, inclusive pixel indices clipped to the image.
+    landmarks: (5, 2) float64 (x, y) in dlib's shape_predictor_5 order (outer and inner
+        corner of the eye on the image's right, same for the eye on the image's left,
+        base of the nose); may lie outside the image for faces cut by the border.
+    score: the detector's confidence (HOG: SVM margin, > 0 for a detection at the default
+        threshold; MMOD: network score; nan when the caller supplied the face).
+    """
+
+    box: tuple[int, int, int, int]
+    landmarks: np.ndarray
+    score: float
+
+    def __post_init__(self):
+        # frozen all the way down: a read-only copy of the landmarks
+        lm = np.array(self.landmarks, dtype=np.float64)
+        if lm.shape != (5, 2):
+            raise ValueError(f"landmarks must be (5, 2), got {lm.shape}")
+        lm.setflags(write=False)
+        object.__setattr__(self, "landmarks", lm)
+        object.__setattr__(self, "box", tuple(int(v) for v in self.box))
+
+
+def model_path(name: str) -> Path:
+    """Path of a model file in the ``face_recognition_models`` package, by key:
+    'landmarks', 'mmod' or 'resnet' (dlib's face descriptor network)."""
+    if name not in _MODEL_FILES:
+        raise ValueError(f"name must be one of {sorted(_MODEL_FILES)}, got {name!r}")
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the face-recognition-models package is not installed; "
+                           "pip install face-recognition-models")
+    for root in spec.submodule_search_locations:
+        p = Path(root) / "models" / _MODEL_FILES[name]
+        if p.is_file():
+            return p
+    raise RuntimeError(f"{_MODEL_FILES[name]} not found under "
+                       f"{list(spec.submodule_search_locations)}; reinstall face-recognition-models")
+
+
+_lock = threading.Lock()
+_mmod_lock = threading.Lock()
+_cache: dict = {}
+
+
+def _dlib_object(key: str):
+    """The process's dlib object for key ('hog', 'mmod', 'landmarks'), created once."""
+    pid = os.getpid()  # a forked child rebuilds its own (and its own lock state)
+    obj = _cache.get((pid, key))
+    if obj is not None:
+        return obj
+    with _lock:
+        obj = _cache.get((pid, key))
+        if obj is None:
+            import dlib  # lazily: the package imports without dlib
+
+            if key == "hog":
+                obj = dlib.get_frontal_face_detector()
+            elif key == "mmod":
+                obj = dlib.cnn_face_detection_model_v1(str(model_path("mmod")))
+            else:
+                obj = dlib.shape_predictor(str(model_path("landmarks")))
+            _cache[(pid, key)] = obj
+    return obj
+
+
+def _clip_box(left: int, top: int, right: int, bottom: int, w: int, h: int):
+    return (min(max(left, 0), w - 1), min(max(top, 0), h - 1),
+            min(max(right, 0), w - 1), min(max(bottom, 0), h - 1))
+
+
+def detect_faces(image, detector: str = "hog", upsample: int = 1, min_size: int = 0,
+                 max_pixels: int | None = None) -> list[FaceRecord]:
+    """Faces in ``image`` with their 5 landmarks, in the detector's order.
+
+    image: anything ``to_rgb_uint8`` accepts. detector: 'hog' (dlib's frontal HOG+SVM,
+    fast on CPU) or 'mmod' (dlib's CNN, better at profiles, slow on CPU). upsample: how
+    many times dlib doubles the image first (finds faces down to ~80 / 2^upsample px; time
+    grows ~4x per step). min_size: drop faces whose box side is < min_size pixels.
+    """
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
+    if not isinstance(upsample, int) or isinstance(upsample, bool) or not 0 <= upsample <= 4:
+        raise ValueError(f"upsample must be an integer in [0, 4], got {upsample!r}")
+    if not isinstance(min_size, int) or isinstance(min_size, bool) or min_size < 0:
+        raise ValueError(f"min_size must be an integer >= 0 (pixels), got {min_size!r}")
+    kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+    img = np.ascontiguousarray(to_rgb_uint8(image, **kw))
+    h, w = img.shape[:2]
+    if detector == "hog":
+        # run(img, upsample, adjust_threshold=0): the same detections as detector(img,
+        # upsample), plus their scores
+        rects, scores, _ = _dlib_object("hog").run(img, upsample, 0.0)
+        found = list(zip(rects, scores))
+    else:
+        net = _dlib_object("mmod")
+        with _mmod_lock:
+            found = [(d.rect, d.confidence) for d in net(img, upsample)]
+    predictor = _dlib_object("landmarks")
+    records = []
+    for rect, score in found:
+        if min(rect.width(), rect.height()) < min_size:
+            continue
+        shape = predictor(img, rect)
+        lm = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+        box = _clip_box(rect.left(), rect.top(), rect.right(), rect.bottom(), w, h)
+        records.append(FaceRecord(box=box, landmarks=lm, score=float(score)))
+    return records
+
+
+def records_from_landmarks(boxes, landmarks, scores=None) -> list[FaceRecord]:
+    """FaceRecords for callers with their own detector.
+
+    boxes: (N, 4) (left, top, right, bottom), inclusive pixel indices (not clipped here:
+    the caller knows its image); landmarks: (N, 5, 2) (x, y) in dlib's shape_predictor_5
+    order (see FaceRecord); scores: (N,) or None (nan).
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) else np.zeros((0, 4))
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.size == 0 and len(b) == 0:
+        return []
+    if lm.ndim != 3 or lm.shape[1:] != (5, 2) or lm.shape[0] != b.shape[0]:
+        raise ValueError(f"landmarks must be (N, 5, 2) with N = len(boxes) = {b.shape[0]}, "
+                         f"got {lm.shape}")
+    if not np.isfinite(lm).all() or not np.isfinite(b).all():
+        raise ValueError("boxes and landmarks must be finite; drop faces without landmarks")
+    if np.any(b[:, 2] < b[:, 0]) or np.any(b[:, 3] < b[:, 1]):
+        raise ValueError("boxes must satisfy right >= left and bottom >= top "
+                         "(left, top, right, bottom)")
+    s = np.full(len(b), np.nan) if scores is None else np.asarray(scores, dtype=np.float64)
+    if s.shape != (len(b),):
+        raise ValueError(f"scores must be (N,) with N={len(b)}, got {s.shape}")
+    return [FaceRecord(box=tuple(int(round(v)) for v in b[i]), landmarks=lm[i],
+                       score=float(s[i])) for i in range(len(b))]
