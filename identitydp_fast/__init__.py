@@ -1,19 +1,22 @@
 """identitydp-fast: face anonymisation with epsilon-IdentityDP (Wen et al., arXiv 2103.01745).
 
-This release holds the noise engine: the ChaCha20 keystream, the floating-point-safe
-discrete Laplace sampler and the fused epsilon-IdentityDP op on identity vectors, on
-four backends (reference, cpu, cuda, triton).
+This release holds the noise engine (the ChaCha20 keystream, the floating-point-safe
+discrete Laplace sampler and the fused epsilon-IdentityDP op on identity vectors), the
+identity encoder (dlib's face-recognition ResNet, ported) and the face geometry
+(detection, landmarks, alignment, chips), on four backends (reference, cpu, cuda, triton).
 """
 from __future__ import annotations
 
 from . import keys as _keys
 from ._backends import backends
+from .geometry.detect import FaceRecord, detect_faces
 from .identity_dp import IdentityDP, IdentityDPResult
+from .identity_encoder import IdentityEncoder
 from .privacy import LaplaceParams, laplace_params
 
 __version__ = "0.1.0"
 __all__ = ["backends", "keystream", "IdentityDP", "IdentityDPResult", "LaplaceParams",
-           "laplace_params", "__version__"]
+           "laplace_params", "IdentityEncoder", "detect_faces", "FaceRecord", "__version__"]
 
 
 def keystream(key: bytes, nonce: bytes, counter: int, length: int, backend: str = "auto") -> bytes:

@@ -69,20 +69,15 @@ class FaceRecord:
 
 
 def model_path(name: str) -> Path:
-    """Path of a model file in the ``face_recognition_models`` package, by key:
-    'landmarks', 'mmod' or 'resnet' (dlib's face descriptor network)."""
+    """Path of a dlib model file by key: 'landmarks', 'mmod' or 'resnet' (dlib's face
+    descriptor network); see identitydp_fast/models/files.py."""
     if name not in _MODEL_FILES:
         raise ValueError(f"name must be one of {sorted(_MODEL_FILES)}, got {name!r}")
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the face-recognition-models package is not installed; "
-                           "pip install face-recognition-models")
-    for root in spec.submodule_search_locations:
-        p = Path(root) / "models" / _MODEL_FILES[name]
-        if p.is_file():
-            return p
-    raise RuntimeError(f"{_MODEL_FILES[name]} not found under "
-                       f"{list(spec.submodule_search_locations)}; reinstall face-recognition-models")
+    from ..models.files import model_file
+    try:
+        return model_file(name)
+    except FileNotFoundError as exc:
+        raise RuntimeError(str(exc)) from None
 
 
 _lock = threading.Lock()
