@@ -5,7 +5,7 @@
 #   3. run the benchmarks on the GPU (reference on the GPU as the baseline),
 #   4. print a short table last.
 # Usage (device tool): bash bench/gpu_check.sh   -- writes logs and JSON to $OUT (or bench/out).
-# Takes ~3-5 minutes. Copy the final table into bench/RESULTS.md with the card and date.
+# Takes ~4-6 minutes. Carry .whl (dlib-bin wheel for cp312) and .models (dlib .dat files). Copy the final table into bench/RESULTS.md with the card and date.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/out}"
@@ -17,6 +17,13 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 
 SITE=/tmp/idp-site
 rm -rf "$SITE"
+# Carried extras (device tool: carry .whl and .models): wheels missing on the GPU image
+# (dlib-bin) and the CC0 dlib model files (instead of the face-recognition-models package).
+if ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/idp-extra .whl/*.whl \
+    && export PYTHONPATH="/tmp/idp-extra${PYTHONPATH:+:$PYTHONPATH}"
+fi
+[ -d .models ] && export IDP_MODEL_DIR="$PWD/.models"
 echo "== build (IDP_CUDA=ON, sm_90)"
 start=$(date +%s)
 if ! IDP_CUDA=ON "$PY" -m pip install -q --no-build-isolation --no-deps --target "$SITE" \
@@ -30,12 +37,12 @@ cd /tmp
 "$PY" -c "import identitydp_fast as i, identitydp_fast._C as c; print('with_cuda', c.with_cuda, 'backends', i.backends())" | tee -a "$OUT/gpu.txt"
 
 echo "== tests"
-timeout 200 "$PY" -m pytest -q -p no:cacheprovider --rootdir="$OLDPWD" -c "$OLDPWD/pyproject.toml" \
+timeout 240 "$PY" -m pytest -q -p no:cacheprovider --rootdir="$OLDPWD" -c "$OLDPWD/pyproject.toml" \
   "$OLDPWD/tests" 2>&1 | tee "$OUT/tests.log" | tail -15
 tests_rc=${PIPESTATUS[0]}
 
 echo "== benchmarks"
-IDP_BENCH_DEVICE=cuda timeout 150 "$PY" -m pytest -q -c "$OLDPWD/bench/pytest.ini" --rootdir="$OLDPWD/bench" \
+IDP_BENCH_DEVICE=cuda timeout 200 "$PY" -m pytest -q -c "$OLDPWD/bench/pytest.ini" --rootdir="$OLDPWD/bench" \
   "$OLDPWD/bench" --benchmark-min-time=0.02 --benchmark-max-time=0.5 --benchmark-columns=median,ops,rounds \
   --benchmark-json="$OUT/bench.json" 2>&1 | tee "$OUT/bench.log" | sed -n '/speed-up over the reference/,$p'
 cp "$OLDPWD"/bench/out/ratios-*.json "$OUT"/ 2>/dev/null
