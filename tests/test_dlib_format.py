@@ -193,6 +193,7 @@ def test_real_file_loads(model_bytes):
 
 
 def test_find_model_file_missing_package(monkeypatch):
+    monkeypatch.delenv("IDP_MODEL_DIR", raising=False)
     monkeypatch.setattr(dlib_resnet.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match=r"pip install face-recognition-models"):
         find_model_file()

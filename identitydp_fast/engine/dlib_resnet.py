@@ -12,6 +12,9 @@ identitydp_fast/reference/dlib_resnet.py, restructured for speed.
 
 Input: (N, 3, 150, 150) RGB in [0, 255], float32. Output: (N, 128) float32 in dlib's
 scale. Agreement with the reference: <= 1e-5 max abs (tests/test_dlib_resnet_engine.py).
+On a GPU cuDNN would run float32 convolutions in TF32 by default (torch's
+``cudnn.allow_tf32``), which moves descriptors by ~1e-4 (measured on an H200): the
+engine turns TF32 off inside its forward unless built with ``allow_tf32=True``.
 """
 from __future__ import annotations
 
@@ -45,9 +48,10 @@ class EngineDlibResNet(nn.Module):
     """The identity encoder network on an engine backend ('cpu', 'cuda', 'triton' or
     'reference' for the residual join). See the module docstring."""
 
-    def __init__(self, weights: DlibResNetWeights, backend: str = "cpu"):
+    def __init__(self, weights: DlibResNetWeights, backend: str = "cpu", allow_tf32: bool = False):
         super().__init__()
         self.backend = backend
+        self.allow_tf32 = allow_tf32
         convs, affines = weights.convs, weights.affines
         self.stem = _folded_conv(convs[0], affines[0], input_mean=weights.input_mean)
         layers = []
@@ -60,8 +64,8 @@ class EngineDlibResNet(nn.Module):
         self.fc.weight = nn.Parameter(weights.fc_weight.clone(), requires_grad=False)
 
     @classmethod
-    def from_file(cls, path=None, backend: str = "cpu") -> "EngineDlibResNet":
-        return cls(load_dlib_resnet_weights(path), backend=backend)
+    def from_file(cls, path=None, backend: str = "cpu", allow_tf32: bool = False) -> "EngineDlibResNet":
+        return cls(load_dlib_resnet_weights(path), backend=backend, allow_tf32=allow_tf32)
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,6 +73,14 @@ class EngineDlibResNet(nn.Module):
         if x.dim() != 4 or tuple(x.shape[1:]) != (3, CHIP_SIZE, CHIP_SIZE):
             raise ValueError(f"x must have shape (N, 3, {CHIP_SIZE}, {CHIP_SIZE}), got {tuple(x.shape)}")
         x = x.to(torch.float32).contiguous(memory_format=torch.channels_last)
+        if x.is_cuda and not self.allow_tf32:
+            cudnn = torch.backends.cudnn
+            with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                             deterministic=cudnn.deterministic, allow_tf32=False):
+                return self._forward(x)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu_(self.stem(x))                  # (N, 32, 72, 72), normalisation folded in
         x = F.max_pool2d(x, kernel_size=3, stride=2)   # (N, 32, 35, 35)
         for b, down in enumerate(self.down):

@@ -24,8 +24,8 @@ def warp_affine(images: torch.Tensor, matrices: torch.Tensor, out_h: int, out_w:
     images: (N, H, W, C) uint8 or float; matrices: (N, 2, 3), output -> input pixels.
     """
     from ..reference.warp_affine import _check_warp_args, warp_affine as reference_op
-    if backend == "reference":
-        return reference_op(images, matrices, out_h, out_w, mean, scale, truncate)
+    if backend == "reference":  # float64 when images or matrices are: round like the kernels
+        return reference_op(images, matrices, out_h, out_w, mean, scale, truncate).to(torch.float32)
     c, _, _ = _check_warp_args(images, matrices, out_h, out_w, mean, scale)
     dev = images.device
     imgs = images if images.dtype == torch.uint8 else images.to(torch.float32)

@@ -23,10 +23,12 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @triton.jit
-def _warp_affine_kernel(img_ptr, mat_ptr, mean_ptr, out_ptr, total, H, W, C, OH, OW, scale,
+def _warp_affine_kernel(img_ptr, mat_ptr, mean_ptr, out_ptr, total, H, W, C, OH, OW, scale, XMAX, YMAX,
                         TRUNCATE: tl.constexpr, BLOCK: tl.constexpr):
     # img: (N, H, W, C) uint8/float32; mat: (N, 2, 3) float64; mean: (C,) float64;
     # out: (N, OH, OW, C) float32. Lane i = ((n * OH + r) * OW + c) * C + ch.
+    # XMAX = W + 4, YMAX = H + 4 come as floats: Triton turns an int argument equal to 1
+    # into a constexpr Python int, which has no .to().
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = i < total
     ch = i % C
@@ -47,10 +49,8 @@ def _warp_affine_kernel(img_ptr, mat_ptr, mean_ptr, out_ptr, total, H, W, C, OH,
     fin = (x == x) & (y == y) & (tl.abs(x) < float("inf")) & (tl.abs(y) < float("inf"))
     x = tl.where(fin, x, -4.0)
     y = tl.where(fin, y, -4.0)
-    wf = W.to(tl.float64)
-    hf = H.to(tl.float64)
-    x = tl.minimum(tl.maximum(x, -4.0), wf + 4.0)
-    y = tl.minimum(tl.maximum(y, -4.0), hf + 4.0)
+    x = tl.minimum(tl.maximum(x, -4.0), XMAX)
+    y = tl.minimum(tl.maximum(y, -4.0), YMAX)
     x0f = tl.floor(x)
     y0f = tl.floor(y)
     fx = x - x0f
@@ -92,5 +92,6 @@ def warp_affine(images: torch.Tensor, matrices: torch.Tensor, mean: torch.Tensor
     grid = (triton.cdiv(total, block),)
     kwargs = {} if _INTERPRET else {"enable_fp_fusion": False}
     _warp_affine_kernel[grid](images, matrices, mean, out, total, h, w, c, oh, ow, float(scale),
+                              float(w + 4), float(h + 4),
                               TRUNCATE=bool(truncate), BLOCK=block, **kwargs)
     return out
