@@ -46,3 +46,15 @@ def test_engine_matches_reference(batch, kernel, weights, reference64):
 def test_engine_rejects_wrong_shape(weights):
     with pytest.raises(ValueError, match=r"\(N, 3, 150, 150\)"):
         EngineDlibResNet(weights, backend="cpu")(torch.zeros(1, 3, 128, 128))
+
+
+def test_engine_traces_under_torch_compile(weights):
+    """The fused op is a torch.library custom op with a fake rule: torch.compile traces the
+    engine without graph breaks (aot_eager: tracing only, no code generation)."""
+    engine = EngineDlibResNet(weights, backend="cpu")
+    x = torch.rand(2, 3, 150, 150) * 255
+    want = engine(x)
+    compiled = torch.compile(engine._forward, backend="aot_eager", fullgraph=True)
+    with torch.inference_mode():
+        got = compiled(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, want, atol=1e-6)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.dlib_resnet import BLOCKS, CHIP_SIZE, DlibResNetWeights, load_dlib_resnet_weights
-from ..ops.residual_add import residual_add_relu
+from ..ops.library import residual_add_relu  # torch.library op: traceable by torch.compile
 
 
 def _folded_conv(conv, affine, input_mean: torch.Tensor | None = None) -> nn.Conv2d:
