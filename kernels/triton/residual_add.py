@@ -22,28 +22,31 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 @triton.jit
 def _residual_add_relu_kernel(main_ptr, sc_ptr, out_ptr, total, H, W, C, MH, MW, MC, SH, SW, SC,
-                              POOL: tl.constexpr, BLOCK: tl.constexpr):
+                              POOL: tl.constexpr, SAME: tl.constexpr, BLOCK: tl.constexpr):
     # main: (N, MH, MW, MC), sc: (N, SH, SW, SC), out: (N, H, W, C); float32 NHWC contiguous.
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = i < total
-    ch = i % C
-    x = (i // C) % W
-    y = (i // (C * W)) % H
-    n = i // (C * W * H)
-    m_ok = ok & (y < MH) & (x < MW) & (ch < MC)
-    m = tl.load(main_ptr + ((n * MH + y) * MW + x) * MC + ch, mask=m_ok, other=0.0)
-    if POOL:
-        s_ok = ok & (ch < SC) & (y < SH // 2) & (x < SW // 2)
-        base = ((n * SH + 2 * y) * SW + 2 * x) * SC + ch
-        a = tl.load(sc_ptr + base, mask=s_ok, other=0.0)
-        b = tl.load(sc_ptr + base + SC, mask=s_ok, other=0.0)
-        c = tl.load(sc_ptr + base + SW * SC, mask=s_ok, other=0.0)
-        d = tl.load(sc_ptr + base + SW * SC + SC, mask=s_ok, other=0.0)
-        r = (((a + b) + c) + d) * 0.25
+    if SAME:  # same shapes, no pooling: a flat add (no index arithmetic)
+        v = tl.load(main_ptr + i, mask=ok, other=0.0) + tl.load(sc_ptr + i, mask=ok, other=0.0)
     else:
-        s_ok = ok & (ch < SC) & (y < SH) & (x < SW)
-        r = tl.load(sc_ptr + ((n * SH + y) * SW + x) * SC + ch, mask=s_ok, other=0.0)
-    v = m + r
+        ch = i % C
+        x = (i // C) % W
+        y = (i // (C * W)) % H
+        n = i // (C * W * H)
+        m_ok = ok & (y < MH) & (x < MW) & (ch < MC)
+        m = tl.load(main_ptr + ((n * MH + y) * MW + x) * MC + ch, mask=m_ok, other=0.0)
+        if POOL:
+            s_ok = ok & (ch < SC) & (y < SH // 2) & (x < SW // 2)
+            base = ((n * SH + 2 * y) * SW + 2 * x) * SC + ch
+            a = tl.load(sc_ptr + base, mask=s_ok, other=0.0)
+            b = tl.load(sc_ptr + base + SC, mask=s_ok, other=0.0)
+            c = tl.load(sc_ptr + base + SW * SC, mask=s_ok, other=0.0)
+            d = tl.load(sc_ptr + base + SW * SC + SC, mask=s_ok, other=0.0)
+            r = (((a + b) + c) + d) * 0.25
+        else:
+            s_ok = ok & (ch < SC) & (y < SH) & (x < SW)
+            r = tl.load(sc_ptr + ((n * SH + y) * SW + x) * SC + ch, mask=s_ok, other=0.0)
+        v = m + r
     tl.store(out_ptr + i, tl.where(v > 0.0, v, 0.0), mask=ok)
 
 
@@ -56,6 +59,9 @@ def residual_add_relu(main: torch.Tensor, shortcut: torch.Tensor, pool_shortcut:
         return out
     block = 1 << 16 if _INTERPRET else 1024
     grid = (triton.cdiv(total, block),)
+    same = (not pool_shortcut and tuple(main.shape) == tuple(out.shape)
+            and tuple(shortcut.shape) == tuple(out.shape))
     _residual_add_relu_kernel[grid](main, shortcut, out, total, h, w, c, *main.shape[1:],
-                                    *shortcut.shape[1:], POOL=bool(pool_shortcut), BLOCK=block)
+                                    *shortcut.shape[1:], POOL=bool(pool_shortcut), SAME=same,
+                                    BLOCK=block)
     return out
