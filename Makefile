@@ -27,6 +27,8 @@ demo: setup
 	$(BIN)/identitydp backends
 	$(BIN)/identitydp noise --n 8 --epsilon 10
 	$(BIN)/identitydp noise --n 8 --epsilon 300 --centered --clip 4
+	$(BIN)/identitydp identity examples/astronaut.png --epsilon 1000
+	$(BIN)/identitydp identity examples/astronaut.png --epsilon 30
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,69 @@
+"""The ``identitydp`` command line (identitydp_fast/cli.py)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from identitydp_fast.cli import main
+
+ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+
+
+def test_noise_prints_record(capsys):
+    assert main(["noise", "--n", "3", "--epsilon", "5", "--json"]) == 0
+    out = capsys.readouterr().out
+    record = json.loads(out.strip().splitlines()[-1])
+    assert record["epsilon"] == 5.0 and record["rows"] == 3 and record["key_supplied"] is False
+    assert "released 3 identity vector(s)" in out
+
+
+def test_noise_reproducible_with_key_and_safe_output(tmp_path, capsys):
+    out = tmp_path / "v.npy"
+    key = "ab" * 32
+    assert main(["noise", "--n", "2", "--key", key, "--out", str(out)]) == 0
+    first = np.load(out)
+    with pytest.raises(SystemExit, match="exists; pass --overwrite"):
+        main(["noise", "--n", "2", "--key", key, "--out", str(out)])
+    assert main(["noise", "--n", "2", "--key", key, "--out", str(out), "--overwrite"]) == 0
+    assert np.array_equal(first, np.load(out))
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_noise_refuses_to_overwrite_its_input(tmp_path):
+    src = tmp_path / "x.npy"
+    np.save(src, np.random.rand(2, 8).astype(np.float32))
+    with pytest.raises(SystemExit, match="overwrite the input"):
+        main(["noise", "--input", str(src), "--out", str(src)])
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["noise", "--epsilon", "-1"], "epsilon must be finite and > 0"),
+    (["noise", "--key", "zz"], "hex"),
+])
+def test_noise_bad_arguments_exit_with_a_message(argv, match):
+    with pytest.raises(SystemExit, match=match):
+        main(argv)
+
+
+def test_noise_bad_input_file(tmp_path):
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"not an array")
+    with pytest.raises(SystemExit, match="cannot read"):
+        main(["noise", "--input", str(bad)])
+
+
+def test_identity_on_the_example(capsys, tmp_path):
+    pytest.importorskip("dlib")
+    try:
+        from identitydp_fast.models.files import model_file
+        model_file("resnet")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    missing = tmp_path / "missing.png"
+    assert main(["identity", str(ASTRONAUT), str(missing), "--epsilon", "1000", "--backend", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "2 face(s)" in out and "dlib distance original -> released" in out
+    assert f"{missing}: error" in out
