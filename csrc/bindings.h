@@ -9,6 +9,7 @@ namespace idp {
 void bind_noise(pybind11::module_& m);   // csrc/bind_noise.cpp
 void bind_resnet(pybind11::module_& m);  // csrc/bind_resnet.cpp
 void bind_geometry(pybind11::module_& m);  // csrc/bind_geometry.cpp
+void bind_aad(pybind11::module_& m);  // csrc/bind_aad.cpp
 
 // Raises when a CUDA tensor reaches a _C built without CUDA.
 inline void check_cuda_available(const TensorArg& t) {

@@ -22,4 +22,5 @@ PYBIND11_MODULE(_C, m) {
   idp::bind_noise(m);
   idp::bind_resnet(m);
   idp::bind_geometry(m);
+  idp::bind_aad(m);
 }
