@@ -5,6 +5,7 @@ Subcommands (this release):
                        batch shaped like dlib descriptors) and print what was done
   identitydp identity  detect the faces in images, compute their identity descriptors and
                        release them with epsilon-IdentityDP: how far each moved
+  identitydp bench     end-to-end latency of the anonymisation network per backend
   identitydp backends  list the backends usable on this machine
 """
 from __future__ import annotations
@@ -134,6 +135,24 @@ def cmd_identity(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmark import format_table, run_bench, to_json
+
+    backends = [b.strip() for b in args.backends.split(",")] if args.backends else None
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("identitydp: error: --device cuda but no CUDA GPU is visible to torch")
+    try:
+        record = run_bench(args.config, args.batch, args.device, backends, args.repeats, args.warmup)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
+        raise SystemExit(f"identitydp: error: {exc}")
+    print(format_table(record))
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(to_json(record))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_backends(args: argparse.Namespace) -> int:
     for name in backends():
         print(name)
@@ -169,6 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     ident.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda", "triton"])
     ident.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ident.set_defaults(func=cmd_identity)
+    bench = sub.add_parser("bench", help="end-to-end latency per backend (median, p90, ratio to eager)")
+    bench.add_argument("--config", default="fast-128", help="model config (fast-128, paper-256)")
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    bench.add_argument("--backends", default=None,
+                       help="comma list of reference, compile, cpu, cuda, triton (default: reference + available engines)")
+    bench.add_argument("--repeats", type=int, default=20)
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--json", help="also write the table as JSON here")
+    bench.set_defaults(func=cmd_bench)
     bk = sub.add_parser("backends", help="list the backends usable on this machine")
     bk.set_defaults(func=cmd_backends)
     return parser

@@ -67,3 +67,23 @@ def test_identity_on_the_example(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "2 face(s)" in out and "dlib distance original -> released" in out
     assert f"{missing}: error" in out
+
+
+def test_bench_command_writes_a_table(capsys, tmp_path):
+    try:
+        from identitydp_fast.models.files import model_file
+        model_file("resnet")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--batch", "1", "--repeats", "2", "--warmup", "1",
+                 "--backends", "reference,cpu", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert [r["backend"] for r in record["results"]] == ["reference", "cpu"]
+    assert record["results"][0]["speedup_vs_eager_reference"] == 1.0
+    assert "x eager reference" in capsys.readouterr().out
+
+
+def test_bench_rejects_unknown_backend():
+    with pytest.raises(SystemExit, match="backend"):
+        main(["bench", "--backends", "tpu", "--repeats", "1", "--warmup", "0"])
