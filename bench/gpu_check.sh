@@ -45,13 +45,13 @@ echo "== benchmarks"
 IDP_BENCH_DEVICE=cuda timeout 200 "$PY" -m pytest -q -c "$OLDPWD/bench/pytest.ini" --rootdir="$OLDPWD/bench" \
   "$OLDPWD/bench" --benchmark-min-time=0.02 --benchmark-max-time=0.5 --benchmark-columns=median,ops,rounds \
   --benchmark-json="$OUT/bench.json" 2>&1 | tee "$OUT/bench.log" | sed -n '/speed-up over the reference/,$p'
-cp "$OLDPWD"/bench/out/ratios-*.json "$OUT"/ 2>/dev/null
+cp "$(ls -t "$OLDPWD"/bench/out/ratios-*.json | head -1)" "$OUT"/ 2>/dev/null
 
 echo "== end to end (identitydp bench): encoder + IdentityDP + generator"
 for cfg in fast-128 paper-256; do
   for b in 1 64; do
     timeout 90 "$PY" -m identitydp_fast bench --config $cfg --batch $b --device cuda \
-      --backends reference,cuda,triton --repeats 20 --json "$OUT/e2e-$cfg-$b.json" 2>&1 | tail -5
+      --backends reference,cuda,triton --repeats 20 2>&1 | tail -5 | tee -a "$OUT/e2e.log"
   done
 done
 echo "== summary: tests rc=$tests_rc ($(tail -1 "$OUT/tests.log"))"
