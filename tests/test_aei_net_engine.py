@@ -58,3 +58,16 @@ def test_identity_changes_the_output(model, inputs):
     a = engine(crop, ident)
     b = engine(crop, torch.randn_like(ident))
     assert (a - b).abs().mean() > 1e-3
+
+
+def test_engine_traces_under_torch_compile(model, inputs):
+    """Every fused op is a torch.library custom op with a fake rule: torch.compile traces
+    the whole generator in one graph (aot_eager: tracing only, no code generation)."""
+    from identitydp_fast import backends
+    crop, ident = inputs
+    engine = EngineAEINet(model, "cpu" if "cpu" in backends() else "reference")
+    want = engine(crop, ident)
+    compiled = torch.compile(engine.generate, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        got = compiled(crop, ident)
+    assert torch.allclose(got, want, atol=1e-6)

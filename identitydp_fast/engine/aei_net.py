@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import aad as aad_ops
+from ..ops import library as aad_ops  # torch.library ops: traceable by torch.compile
 from ..reference.aei_net import AADResBlock, AEINet, _ConvNormAct
 
 
@@ -98,14 +98,14 @@ class _EngineAADResBlock(nn.Module):
         gamma_att = att[:, 2 * c * k:2 * c * k + c]
         beta_att = att[:, 2 * c * k + c:2 * c * (k + 1)]
         return aad_ops.aad_blend_relu(h_hat, gamma_att, beta_att, ids[k][0], ids[k][1], logits,
-                                      relu=True, backend=self.backend)
+                                      True, self.backend)
 
     def forward(self, h: torch.Tensor, z_att: torch.Tensor, ids) -> torch.Tensor:
         att = self.att(z_att)                                   # (N, 2C * layers, H, W)
-        h_hat = aad_ops.instance_norm(h, backend=self.backend)
+        h_hat = aad_ops.instance_norm(h, 1e-5, self.backend)
         m_h = self.mask_h(h_hat)                                # (N, 1 or 2, H, W)
         y = self.conv1(self._aad(h_hat, att, 0, ids, m_h[:, 0:1]))
-        y_hat = aad_ops.instance_norm(y, backend=self.backend)
+        y_hat = aad_ops.instance_norm(y, 1e-5, self.backend)
         y = self.conv2(self._aad(y_hat, att, 1, ids, self.mask_y(y_hat)))
         if self.learned_shortcut:
             s = self.conv3(self._aad(h_hat, att, 2, ids, m_h[:, 1:2]))
@@ -131,7 +131,7 @@ class EngineAEINet(nn.Module):
         self.ids_per_block = [len(b.id_channels()) for b in model.generator.blocks]
 
     def _up(self, x: torch.Tensor) -> torch.Tensor:
-        return aad_ops.upsample_bilinear2x(x, backend=self.backend)
+        return aad_ops.upsample_bilinear2x(x, self.backend)
 
     def attributes(self, crop: torch.Tensor) -> list[torch.Tensor]:
         d = [crop.contiguous(memory_format=torch.channels_last)]
@@ -147,6 +147,10 @@ class EngineAEINet(nn.Module):
     @torch.inference_mode()
     def forward(self, crop: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
         """crop (N, 3, S, S) in [-1, 1], identity (N, 128) released vector -> (N, 3, S, S)."""
+        return self.generate(crop, identity)
+
+    def generate(self, crop: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """``forward`` without inference mode (what torch.compile traces)."""
         z_att = self.attributes(crop)
         ids = self.bottleneck(identity)       # whitening + one GEMM -> [(gamma_id, beta_id)]
         n = crop.shape[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from . import aad as _aad
 from . import residual_add as _residual_add
 
 
@@ -26,3 +27,45 @@ def residual_add_relu(main: torch.Tensor, shortcut: torch.Tensor, pool_shortcut:
 def _(main, shortcut, pool_shortcut, backend):
     shape = _residual_add.output_shape(main, shortcut, pool_shortcut)
     return main.new_empty(shape).contiguous(memory_format=torch.channels_last)
+
+
+def _like_channels_last(t: torch.Tensor, shape) -> torch.Tensor:
+    return t.new_empty(shape).contiguous(memory_format=torch.channels_last)
+
+
+@torch.library.custom_op("identitydp::instance_norm", mutates_args=())
+def instance_norm(h: torch.Tensor, eps: float, backend: str) -> torch.Tensor:
+    """Instance norm over (H, W); see identitydp_fast/ops/aad.py. Channels-last result."""
+    return _aad.instance_norm(h, eps, backend).contiguous(memory_format=torch.channels_last)
+
+
+@instance_norm.register_fake
+def _(h, eps, backend):
+    return _like_channels_last(h, h.shape)
+
+
+@torch.library.custom_op("identitydp::aad_blend_relu", mutates_args=())
+def aad_blend_relu(h_hat: torch.Tensor, gamma_att: torch.Tensor, beta_att: torch.Tensor,
+                   gamma_id: torch.Tensor, beta_id: torch.Tensor, mask_logits: torch.Tensor,
+                   relu: bool, backend: str) -> torch.Tensor:
+    """The AAD blend (+ ReLU); see identitydp_fast/ops/aad.py. Channels-last result."""
+    out = _aad.aad_blend_relu(h_hat, gamma_att, beta_att, gamma_id, beta_id, mask_logits,
+                              relu=relu, backend=backend)
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+@aad_blend_relu.register_fake
+def _(h_hat, gamma_att, beta_att, gamma_id, beta_id, mask_logits, relu, backend):
+    return _like_channels_last(h_hat, h_hat.shape)
+
+
+@torch.library.custom_op("identitydp::upsample_bilinear2x", mutates_args=())
+def upsample_bilinear2x(x: torch.Tensor, backend: str) -> torch.Tensor:
+    """Bilinear x2 (align_corners=False); see identitydp_fast/ops/aad.py."""
+    return _aad.upsample_bilinear2x(x, backend=backend).contiguous(memory_format=torch.channels_last)
+
+
+@upsample_bilinear2x.register_fake
+def _(x, backend):
+    n, c, h, w = x.shape
+    return _like_channels_last(x, (n, c, 2 * h, 2 * w))
