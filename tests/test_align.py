@@ -14,7 +14,8 @@ import torch
 from identitydp_fast.geometry import (crop_template, crop_transform, dlib_chip_needs_pyramid,
                                       dlib_chip_transform, dlib_face_chips, invert_affine,
                                       model_path, read_image, similarity_transform)
-from identitydp_fast.geometry.align import apply_affine
+from identitydp_fast.geometry.align import apply_affine, dlib_chip_pyramid_levels
+from identitydp_fast.geometry.pyramid import point_down, pyramid_down2
 from identitydp_fast.reference.warp_affine import warp_affine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,3 +162,77 @@ def test_landmarks_outside_the_image_fill_zeros():
     m = crop_transform(lm, 128)
     crop = warp_affine(torch.from_numpy(img)[None], m, 128, 128, mean=[10.0] * 3)
     assert float(crop[0, :, :, :10].max()) == -10.0          # 0 before normalisation
+
+
+def _upscaled_astronaut(k: float):
+    """The astronaut resized by k (PIL bilinear) and its landmarks, rounded as dlib keeps them."""
+    from PIL import Image
+    img = read_image(ASTRONAUT)
+    h, w = img.shape[:2]
+    big = np.array(np.asarray(Image.fromarray(img).resize(
+        (round(w * k), round(h * k)), Image.BILINEAR)))
+    return big, np.round(ASTRONAUT_LM * k + (k - 1) / 2)
+
+
+def _dlib_chip(dlib, img, lm):
+    shape = dlib.full_object_detection(dlib.rectangle(0, 0, 10, 10),
+                                       [dlib.point(int(x), int(y)) for x, y in lm])
+    return np.asarray(dlib.get_face_chip(img, shape, 150, 0.25))
+
+
+def test_pyramid_down2_matches_dlib():
+    """pyramid_down2 against dlib.pyramid_down(2) on RGB images of odd and even sizes, and
+    point_down against its point mapping."""
+    dlib = pytest.importorskip("dlib")
+    pyr = dlib.pyramid_down(2)
+    rs = np.random.RandomState(0)
+    for h, w in [(9, 9), (10, 11), (21, 30), (57, 64), (100, 77)]:
+        img = (rs.rand(h, w, 3) * 256).astype(np.uint8)
+        want = np.asarray(pyr(img))
+        got = pyramid_down2(img).numpy()
+        assert got.shape == want.shape == ((h - 3) // 2, (w - 3) // 2, 3)
+        assert np.array_equal(got, want)
+    assert pyramid_down2(np.zeros((8, 20, 3), np.uint8)).shape == (0, 0, 3)
+    for x, y in [(0.0, 0.0), (10.0, 20.0), (-3.5, 7.25)]:
+        q = pyr.point_down(dlib.dpoint(x, y))
+        assert point_down(torch.tensor([x, y]), 1).tolist() == [q.x, q.y]
+
+
+def test_chip_matches_dlib_on_large_faces():
+    """Faces large enough for dlib to sample from its image pyramid (1 and 2 levels down):
+    bit-identical chips; the direct warp (no pyramid) is visibly off for them."""
+    dlib = pytest.importorskip("dlib")
+    for k, levels in [(2, 0), (2.5, 1), (3, 1), (5, 2)]:
+        img, lm = _upscaled_astronaut(k)
+        m = dlib_chip_transform(lm)
+        assert int(dlib_chip_pyramid_levels(m)[0]) == levels
+        assert bool(dlib_chip_needs_pyramid(m)[0]) == (levels > 0)
+        want = _dlib_chip(dlib, img, lm)
+        got = dlib_face_chips(img, lm[None])[0].numpy()
+        assert np.array_equal(got, want), f"x{k}: mean abs diff {np.abs(got - want.astype(float)).mean()}"
+        if levels:
+            direct = warp_affine(torch.from_numpy(img)[None], m, 150, 150, truncate=True)
+            direct = direct[0].permute(1, 2, 0).numpy()
+            assert np.abs(direct - want).mean() > 1.0
+
+
+def test_chip_matches_dlib_random_faces_and_borders():
+    """Random scales (0 to 3 pyramid levels), rotations and positions, faces partly outside
+    the frame and frames of odd sizes: bit-identical to dlib.get_face_chip."""
+    dlib = pytest.importorskip("dlib")
+    big, _ = _upscaled_astronaut(3)
+    rs = np.random.RandomState(1)
+    seen = set()
+    for it in range(80):
+        img = big if it % 2 else np.ascontiguousarray(
+            big[rs.randint(0, 300):, rs.randint(0, 300):][:rs.randint(200, 1200), :rs.randint(200, 1200)])
+        h, w = img.shape[:2]
+        s, a = np.exp(rs.uniform(np.log(0.5), np.log(12))), rs.uniform(-0.6, 0.6)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        lm = np.round((ASTRONAUT_LM - ASTRONAUT_LM.mean(0)) @ rot.T * s
+                      + [rs.uniform(-50, w + 50), rs.uniform(-50, h + 50)])
+        seen.add(int(dlib_chip_pyramid_levels(dlib_chip_transform(lm))[0]))
+        want = _dlib_chip(dlib, img, lm)
+        got = dlib_face_chips(img, lm[None])[0].numpy()
+        assert np.array_equal(got, want), f"case {it}"
+    assert seen >= {0, 1, 2}

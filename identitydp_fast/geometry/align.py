@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .pyramid import POINT_DOWN_OFFSET, pyramid_down2
+
 # dlib's mean face for shape_predictor_5 (dlib/image_transforms/interpolation.h,
 # get_face_chip_details), in the unit square of its 68-point face; order as above.
 DLIB_MEAN_FACE_5 = (
@@ -169,11 +171,10 @@ def dlib_chip_transform(landmarks, size: int = 150, padding: float = 0.25) -> to
     The last step is not T itself (T has scale s and centres size/2 at c); it differs from
     T by up to ~1 pixel at the chip's edge and by ~2 grey levels per pixel. With this
     transform, float64 coordinates and ``warp_affine(..., truncate=True)`` the chip equals
-    dlib's bit for bit while dlib samples the image directly. dlib first builds an image
-    pyramid (pyramid_down<2>) when the chip's rectangle is more than about twice the chip
-    (side > ~2 size - 1, faces wider than ~250 pixels for size 150); ``dlib_chip_needs_pyramid``
-    flags those faces, where a direct warp aliases and the chip differs (see geometry
-    README of the report / open problem).
+    dlib's bit for bit while dlib samples the image directly. For large faces (chip
+    rectangle wider than ~2 (size - 1) pixels) dlib first downsamples the image with its
+    pyramid_down<2>; ``dlib_chip_source`` gives the crop, the number of levels and this
+    map in the level's coordinates, and ``dlib_face_chips`` applies them (bit for bit too).
 
     landmarks: (N, 5, 2) or (5, 2) in shape_predictor_5 order. Returns (N, 2, 3) float64.
     """
@@ -196,23 +197,86 @@ def dlib_chip_transform(landmarks, size: int = 150, padding: float = 0.25) -> to
 
 
 def dlib_chip_needs_pyramid(matrices, size: int = 150) -> torch.Tensor:
-    """(N,) bool: dlib would sample this chip from a downsampled pyramid level.
+    """(N,) bool: dlib would sample this chip from a downsampled pyramid level
+    (``dlib_chip_pyramid_levels(...) > 0``)."""
+    return dlib_chip_pyramid_levels(matrices, size) > 0
 
-    dlib goes down a level while the pyramid_down<2> image of the chip's rectangle
-    (side ~ (side - 1)/2 + 1 for the rect side = k (size - 1) + 1) still has more pixels
-    than the chip, i.e. roughly when the rect side exceeds 2 size - 1.
+
+def dlib_chip_pyramid_levels(matrices, size: int = 150) -> torch.Tensor:
+    """(N,) int64: how many pyramid_down<2> levels dlib's extract_image_chips goes down.
+
+    With the chip's rectangle of side w = r - l (= k (size - 1), k the scale of the
+    chip -> image map), one level maps it to side w / 2 (``point_down``: p / 2 - (1.25,
+    0.75)), and dlib's drectangle area is (w + 1)^2. dlib goes down one more level while
+    the NEXT level's rectangle still holds more pixels than the chip: L = the number of
+    j >= 1 with (w / 2^j + 1)^2 > size^2, i.e. w > 2 (size - 1) for one level (faces
+    whose chip rectangle is wider than ~298 pixels at size 150), w > 4 (size - 1) for two.
     """
     m = torch.as_tensor(matrices, dtype=torch.float64)
-    k = torch.hypot(m[..., 0, 0], m[..., 1, 0])
-    side = k * (size - 1) + 1
-    return ((side - 1) / 2 + 1) ** 2 > size * size
+    w = torch.hypot(m[..., 0, 0], m[..., 1, 0]) * (size - 1)
+    levels = torch.zeros(w.shape, dtype=torch.int64)
+    side = w.clone()
+    for _ in range(64):
+        side = side / 2
+        more = (side + 1) ** 2 > size * size
+        if not bool(more.any()):
+            break
+        levels += more.to(torch.int64)
+        side = torch.where(more, side, torch.zeros_like(side))
+    return levels
+
+
+def dlib_chip_source(matrix, image_hw, size: int = 150) -> tuple[int, tuple[int, int, int, int], torch.Tensor]:
+    """Where dlib's extract_image_chips samples one chip: (levels, box, level_matrix).
+
+    matrix: (2, 3) chip -> image map (``dlib_chip_transform``); image_hw: (H, W).
+    dlib crops the image to ``box`` = (left, top, right, bottom), inclusive integer pixels:
+    the bounding box of the chip's rotated rectangle grown by g pixels (g = 2, then
+    g -> 2 g + 2 per pyramid level: 6, 14, ...), intersected with the image, its edges
+    rounded to the nearest integer (drectangle -> rectangle); it downsamples that crop
+    ``levels`` times with pyramid_down<2> and samples the chip bilinearly from the last
+    level, whose coordinates are q = point_down^levels(p - (left, top)) with point_down(p)
+    = p / 2 - (1.25, 0.75). level_matrix is that chip -> level map (2, 3) float64.
+    """
+    m = torch.as_tensor(matrix, dtype=torch.float64).reshape(2, 3).cpu()
+    h, w = int(image_hw[0]), int(image_hw[1])
+    levels = int(dlib_chip_pyramid_levels(m.unsqueeze(0), size)[0])
+    half = (size - 1) / 2
+    cx = float(m[0, 0] * half + m[0, 1] * half + m[0, 2])
+    cy = float(m[1, 0] * half + m[1, 1] * half + m[1, 2])
+    hw = float(torch.hypot(m[0, 0], m[1, 0])) * (size - 1) / 2
+    ang = float(torch.atan2(m[1, 0], m[0, 0]))
+    ca, sa = np.cos(ang), np.sin(ang)
+    xs, ys = [], []
+    for dx in (-hw, hw):
+        for dy in (-hw, hw):
+            xs.append(ca * dx - sa * dy + cx)
+            ys.append(sa * dx + ca * dy + cy)
+    grow = 2.0
+    for _ in range(levels):
+        grow = grow * 2 + 2
+    box_d = (max(min(xs) - grow, 0.0), max(min(ys) - grow, 0.0),
+             min(max(xs) + grow, w - 1.0), min(max(ys) + grow, h - 1.0))
+    box = tuple(int(np.floor(v + 0.5)) for v in box_d)
+    lm = m.clone()
+    lm[:, 2] -= torch.tensor([box[0], box[1]], dtype=torch.float64)
+    off = torch.tensor(POINT_DOWN_OFFSET, dtype=torch.float64)
+    for _ in range(levels):
+        lm = lm / 2
+        lm[:, 2] -= off
+    return levels, box, lm
 
 
 def dlib_face_chips(image, landmarks, size: int = 150, padding: float = 0.25) -> torch.Tensor:
     """(N, size, size, 3) uint8 identity chips in dlib's convention (``dlib.get_face_chip``).
 
-    image: (H, W, 3) uint8 (tensor or numpy); landmarks: (N, 5, 2). Float64 coordinates
-    and truncation, as dlib does; pixels whose taps fall outside the image read 0.
+    image: (H, W, 3) uint8 (tensor or numpy); landmarks: (N, 5, 2). Each face is cut as
+    dlib.get_face_chip cuts it (``dlib_chip_source``): from the image cropped to the chip's
+    grown bounding box, downsampled with dlib's pyramid_down<2> as many times as dlib does
+    (faces whose chip rectangle is wider than ~2 size pixels), bilinear in float64 and
+    truncated; a chip pixel any of whose four taps falls outside the (cropped, downsampled)
+    source reads 0, as in dlib's interpolate_bilinear. Bit-identical to dlib on the tested
+    faces, large ones included (tests/test_align.py).
     """
     from ..reference.warp_affine import warp_affine
 
@@ -220,7 +284,28 @@ def dlib_face_chips(image, landmarks, size: int = 150, padding: float = 0.25) ->
     if img.dim() != 3 or img.shape[2] != 3 or img.dtype != torch.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8 (see geometry.to_rgb_uint8), got "
                          f"{tuple(img.shape)} {img.dtype}")
-    m = dlib_chip_transform(landmarks, size, padding).to(img.device)
-    n = m.shape[0]
-    chips = warp_affine(img.unsqueeze(0).expand(n, -1, -1, -1), m, size, size, truncate=True)
-    return chips.clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    m = dlib_chip_transform(landmarks, size, padding)
+    h, w = int(img.shape[0]), int(img.shape[1])
+    out = torch.zeros((m.shape[0], size, size, 3), dtype=torch.uint8, device=img.device)
+    grid = torch.arange(size, dtype=torch.float64)
+    for i in range(m.shape[0]):
+        levels, (l, t, r, b), lm = dlib_chip_source(m[i], (h, w), size)
+        if r < l or b < t:                       # the chip lies entirely outside the image
+            continue
+        src = img[t:b + 1, l:r + 1]
+        for _ in range(levels):
+            src = pyramid_down2(src)
+        sh, sw = int(src.shape[0]), int(src.shape[1])
+        if sh < 2 or sw < 2:
+            continue
+        chip = warp_affine(src.unsqueeze(0), lm.unsqueeze(0).to(img.device), size, size,
+                           truncate=True)[0]
+        # dlib's interpolate_bilinear: 0 unless all four taps are inside the source (the
+        # same float64 arithmetic as warp_affine, so the same floors)
+        x = lm[0, 0] * grid.view(1, -1) + lm[0, 1] * grid.view(-1, 1) + lm[0, 2]
+        y = lm[1, 0] * grid.view(1, -1) + lm[1, 1] * grid.view(-1, 1) + lm[1, 2]
+        x0, y0 = torch.floor(x), torch.floor(y)
+        ok = (x0 >= 0) & (y0 >= 0) & (x0 + 1 < sw) & (y0 + 1 < sh)
+        chip = chip * ok.to(device=chip.device, dtype=chip.dtype)
+        out[i] = chip.clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+    return out
