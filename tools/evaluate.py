@@ -34,6 +34,7 @@ def model_anonymizers(model_path, epsilons, data_root, n_donors: int = 32, backe
     from identitydp_fast.models.weights import load_model
     from identitydp_fast.reference.warp_affine import feathered_ellipse, paste_back, warp_affine
     from identitydp_fast.training.data import _read_face_rows, split_lfw_identities
+    from identitydp_fast.training.degrade import degrade_inner_face
 
     model = load_model(model_path)
     size = model.config.crop_size
@@ -56,7 +57,9 @@ def model_anonymizers(model_path, epsilons, data_root, n_donors: int = 32, backe
         crop = warp_affine(img, m, size, size)                         # (1, 3, S, S) 0..255
         desc = encoder(dlib_face_chips(image, face.landmarks[None])).float()
         with torch.no_grad():
-            new = model(crop.float() / 127.5 - 1.0, identity_fn(desc, key).float())
+            # the attribute input the model was trained on: the crop with its inner face blurred
+            x_att = degrade_inner_face(crop.float() / 127.5 - 1.0)
+            new = model(x_att, identity_fn(desc, key).float())
         new = ((new[0].permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255)
         return paste_back(image, new.double(), m[0], mask)
 
@@ -106,7 +109,7 @@ def main(argv=None) -> int:
             return 2
         anonymizers.update(extra)
         methods += list(extra)
-        notes.append(f"DP generator: {args.model} (the full-face crop feeds its attribute encoder)")
+        notes.append(f"DP generator: {args.model} (attribute input: the crop with the inner face degraded, as in training)")
     else:
         notes.append("DP generator: NOT evaluated (no --model given); baselines only.")
     harness.evaluate(anonymizers, methods, data_root, args.people, args.probes, args.seed,
