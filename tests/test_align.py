@@ -4,11 +4,12 @@ the astronaut in examples/ always)."""
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from identitydp_fast.shared_data import default_data_root
 import torch
 
 from identitydp_fast.geometry import (crop_template, crop_transform, dlib_chip_needs_pyramid,
@@ -24,7 +25,7 @@ ASTRONAUT_LM = np.array([[255, 104], [238, 105], [195, 101], [212, 103], [224, 1
 
 
 def _data_dir() -> Path:
-    return Path(os.environ.get("IDP_DATA", ROOT.parent / "shared" / "data"))
+    return default_data_root()
 
 
 def _lfw_rows(n: int, stride: int = 397):

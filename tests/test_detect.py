@@ -3,11 +3,12 @@ CSV, and the defined behaviour for no face, border faces, tiny faces and caller 
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from identitydp_fast.shared_data import default_data_root
 
 pytest.importorskip("dlib")
 
@@ -20,7 +21,7 @@ ASTRONAUT_LM = np.array([[255, 104], [238, 105], [195, 101], [212, 103], [224, 1
 
 
 def _data_dir() -> Path:
-    return Path(os.environ.get("IDP_DATA", ROOT.parent / "shared" / "data"))
+    return default_data_root()
 
 
 def _iou(a, b) -> float:

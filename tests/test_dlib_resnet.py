@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import os
 import pathlib
 
 import numpy as np
 import pytest
+
+from identitydp_fast.shared_data import default_data_root
 import torch
 
 from identitydp_fast.identity_encoder import IdentityEncoder
@@ -26,7 +27,7 @@ N_LFW = 45
 
 
 def _data_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("IDP_DATA") or ROOT.parent / "shared" / "data")
+    return default_data_root()
 
 
 # -- fixtures ----------------------------------------------------------------------------

@@ -1,11 +1,11 @@
 """Evaluation metrics (synthetic data with known answers) and a tiny harness run on
 held-out LFW people (skipped without ../shared/data)."""
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+
+from identitydp_fast.shared_data import default_data_root
 
 from identitydp_fast.evaluation import metrics as M
 
@@ -87,8 +87,7 @@ def test_psnr():
 
 
 def _data_root():
-    env = os.environ.get("IDP_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return default_data_root()
 
 
 def test_tiny_harness(tmp_path):

@@ -6,12 +6,13 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from identitydp_fast.shared_data import default_data_root
 import torch
 
 from identitydp_fast.training.data import (CropDataset, build_crop_cache, identity_statistics,
@@ -21,8 +22,7 @@ N_LIMIT = 40
 
 
 def _data_dir() -> Path:
-    env = os.environ.get("IDP_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return default_data_root()
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import random
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import torch
 
-DATA = Path(os.environ.get("IDP_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from identitydp_fast.shared_data import default_data_root  # noqa: E402
+
+DATA = default_data_root()
 
 
 def make_pairs(n: int, seed: int) -> list[tuple[str, str, bool]]:

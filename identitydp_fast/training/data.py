@@ -27,6 +27,8 @@ uint8). Descriptors come from ``IdentityEncoder`` on the 150x150 dlib chip
 """
 from __future__ import annotations
 
+from ..shared_data import default_data_root  # noqa: F401  (re-exported for tools and the harness)
+
 import csv
 import json
 import os
@@ -46,11 +48,6 @@ CHIP_SIZE, CHIP_PADDING = 150, 0.25
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
 _PROGRESS_EVERY = 500
 
-
-def default_data_root() -> Path:
-    """``$IDP_DATA`` if set, else ``../shared/data`` next to the repository checkout."""
-    env = os.environ.get("IDP_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 # -- the landmark tables and the identity split -----------------------------------------
