@@ -44,6 +44,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--d-steps", type=int, default=1)
     ap.add_argument("--p-rec", type=float, default=0.3)
     ap.add_argument("--p-dp", type=float, default=0.3)
+    ap.add_argument("--eps-min", type=float, default=10.0,
+                    help="smallest epsilon of the DP-noised steps (log-uniform)")
+    ap.add_argument("--eps-max", type=float, default=1000.0)
+    ap.add_argument("--w-id", type=float, default=None, help="identity loss weight (default 5)")
+    ap.add_argument("--degrade-sigma", type=float, default=None,
+                    help="blur sigma (px) of the attribute input's inner face (default 5 at 128)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -52,7 +58,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--sample-every", type=int, default=200)
     ap.add_argument("--checkpoint-every", type=int, default=500)
     ap.add_argument("--log-every", type=int, default=10)
-    ap.add_argument("--export", default=None, help="write the EMA model here (fp16 safetensors)")
+    ap.add_argument("--export", default=None,
+                    help="write the EMA model here (fp16 safetensors), at every checkpoint and at the end")
     a = ap.parse_args(argv)
     if a.steps is None and a.minutes is None:
         ap.error("give --steps and/or --minutes")
@@ -69,6 +76,8 @@ def main(argv=None) -> dict:
     from identitydp_fast.training.trainer import Trainer
     tr = Trainer(cache, out, config=a.config, batch_size=a.batch, lr_g=a.lr_g, lr_d=a.lr_d,
                  d_steps=a.d_steps, seed=a.seed, p_rec=a.p_rec, p_dp=a.p_dp,
+                 eps_range=(a.eps_min, a.eps_max), degrade_sigma=a.degrade_sigma,
+                 weights=None if a.w_id is None else {"id": a.w_id},
                  log_every=a.log_every, device=a.device)
     print(f"training {tr.config.name} on {tr.n_train} crops {tr.data_sizes}; DP centre from "
           f"training descriptors, clip C = {tr.dp_summary['clip']} (0.99 quantile of the "
@@ -83,7 +92,8 @@ def main(argv=None) -> dict:
     start_step, t0 = tr.step, time.perf_counter()
     tr.train(steps=a.steps, seconds=None if a.minutes is None else a.minutes * 60,
              sample_every=a.sample_every, checkpoint_every=a.checkpoint_every,
-             checkpoint_path=ckpt)
+             checkpoint_path=ckpt,
+             on_checkpoint=(lambda t: t.export(a.export)) if a.export else None)
     wall = time.perf_counter() - t0
     tr.save_checkpoint(ckpt)
     grid = tr.sample_grid(out / f"samples_{tr.step:06d}.png")

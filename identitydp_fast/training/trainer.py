@@ -238,9 +238,11 @@ class Trainer:
               + "  ".join(f"{k} {a[k]:.4f}" for k in LOSS_KEYS), flush=True)
 
     def train(self, steps: int | None = None, seconds: float | None = None,
-              sample_every: int = 0, checkpoint_every: int = 0, checkpoint_path=None) -> dict:
+              sample_every: int = 0, checkpoint_every: int = 0, checkpoint_path=None,
+              on_checkpoint=None) -> dict:
         """Run until ``steps`` total steps or ``seconds`` of wall time from now; samples
-        and checkpoints on the way (0: never). Returns the averages of the last window."""
+        and checkpoints on the way (0: never); ``on_checkpoint(trainer)`` runs after each
+        checkpoint (e.g. an export). Returns the averages of the last window."""
         t_start = time.perf_counter()
         while True:
             if steps is not None and self.step >= steps:
@@ -254,6 +256,8 @@ class Trainer:
                 self.sample_grid(self.out_dir / f"samples_{self.step:06d}.png")
             if checkpoint_every and self.step % checkpoint_every == 0:
                 self.save_checkpoint(checkpoint_path)
+                if on_checkpoint is not None:
+                    on_checkpoint(self)
         return self.averages(last=max(1, self.log_every))
 
     # ---- checkpoints -----------------------------------------------------------------
