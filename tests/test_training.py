@@ -106,6 +106,60 @@ def test_export_and_sample_grid(trained, tmp_path):
         assert im.size == (5 * S, 3 * S)
 
 
+def test_warm_start_keeps_published_dp_parameters(trained, tmp_path):
+    """init_from_weights: G and EMA take the file's weights and its DP centre / clip, even
+    when this run's data would give other statistics."""
+    from identitydp_fast.training.trainer import Trainer
+    tr, _, _, _ = trained
+    path = tr.export(tmp_path / "m.safetensors", dtype=torch.float32)
+    (tmp_path / "c2").mkdir()
+    other_cache = _write_synthetic_cache(tmp_path / "c2", seed=7)
+    other = Trainer(other_cache, tmp_path / "run2", batch_size=2, seed=1, log_every=0,
+                    verbose=False)
+    assert not torch.equal(other.g.bottleneck.dp_center, tr.ema.bottleneck.dp_center)
+    other.init_from_weights(path)
+    for k, v in tr.ema.state_dict().items():
+        assert torch.equal(other.g.state_dict()[k], v), k
+        assert torch.equal(other.ema.state_dict()[k], v), k
+    assert torch.equal(other.id_loss.center, tr.ema.bottleneck.dp_center.float())
+    assert other.dp_summary == tr.dp_summary
+    assert np.isfinite(other.train_step()["g"])
+    assert other.summary()["init"]["from"] == str(path)
+
+
+def test_gpu_pack_round_trip(tmp_path):
+    """tools/gpu_data.py: pack under a byte budget, unpack into a cache CropDataset reads."""
+    import importlib.util
+    from pathlib import Path
+
+    from identitydp_fast.training.data import CropDataset
+    spec = importlib.util.spec_from_file_location(
+        "gpu_data", Path(__file__).resolve().parents[1] / "tools" / "gpu_data.py")
+    gpu_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_data)
+    (tmp_path / "cache").mkdir()
+    cache = _write_synthetic_cache(tmp_path / "cache")
+    full = gpu_data.pack(cache, tmp_path / "p.npz", max_mib=10)
+    assert full["packed"] == N and full["mib"] < 10
+    small = gpu_data.pack(cache, tmp_path / "s.npz", max_mib=0.1)
+    assert 0 < small["packed"] < N and (tmp_path / "s.npz").stat().st_size <= 0.1 * 2**20
+    counts = gpu_data.unpack(tmp_path / "p.npz", tmp_path / "out")
+    assert counts == {"lfw": N}
+    a, b = CropDataset(cache, "train"), CropDataset(tmp_path / "out", "train")
+    assert len(b) == N
+    order = {p: i for i, p in enumerate(a.paths)}
+    for j in range(N):
+        i = order[b.paths[j]]
+        ca, da, _ = a[i]
+        cb, db, _ = b[j]
+        assert torch.equal(da, db)
+        # JPEG q90 4:4:4: close to the original crop, not bit-identical
+        assert (ca.float() - cb.float()).abs().mean() < 6
+    with pytest.raises(ValueError, match="not a"):
+        np.savez(tmp_path / "bad.npz", meta=np.frombuffer(b'{"format": "x"}', np.uint8))
+        gpu_data.unpack(tmp_path / "bad.npz", tmp_path / "o2")
+
+
 def test_degrade_inner_face():
     torch.manual_seed(0)
     x = torch.rand(2, 3, S, S) * 2 - 1

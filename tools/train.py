@@ -58,6 +58,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--sample-every", type=int, default=200)
     ap.add_argument("--checkpoint-every", type=int, default=500)
     ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--init", default=None,
+                    help="warm start from exported weights (G and EMA, with their DP parameters; "
+                         "fresh D and optimisers): e.g. identitydp_fast/weights/fast-128.safetensors")
     ap.add_argument("--export", default=None,
                     help="write the EMA model here (fp16 safetensors), at every checkpoint and at the end")
     a = ap.parse_args(argv)
@@ -83,6 +86,12 @@ def main(argv=None) -> dict:
           f"training descriptors, clip C = {tr.dp_summary['clip']} (0.99 quantile of the "
           f"residual L1 norm {tr.dp_summary['residual_l1_quantiles']['0.99']:.3f})", flush=True)
     ckpt = out / "checkpoint.pt"
+    if a.init is not None and a.resume is not None:
+        ap.error("give --init or --resume, not both")
+    if a.init is not None:
+        prev = tr.init_from_weights(a.init)
+        print(f"warm start from {a.init} ({prev.get('steps')} steps before); DP parameters "
+              f"kept from that file: clip C = {float(tr.g.bottleneck.dp_clip)}", flush=True)
     if a.resume is not None:
         path = Path(a.resume) if a.resume else ckpt
         if path.is_file():

@@ -144,6 +144,7 @@ class Trainer:
         self.seconds = 0.0
         self.history: list[dict] = []   # one dict of losses per step
         self._dp_backend = "auto"
+        self.init_summary = None   # set by init_from_weights
 
     # ---- one step ------------------------------------------------------------------------
     def _batch(self):
@@ -260,6 +261,33 @@ class Trainer:
                     on_checkpoint(self)
         return self.averages(last=max(1, self.log_every))
 
+    # ---- warm start ------------------------------------------------------------------
+    def init_from_weights(self, path) -> dict:
+        """Warm start from an exported model (``export``; e.g. the packaged default): the
+        generator and its EMA take the file's weights, INCLUDING its DP centre / clip /
+        whitening buffers (so the released model keeps the public parameters it was
+        published with, not ones recomputed from this run's data); the discriminator and
+        the optimisers start fresh. This is how training continues across sessions and
+        machines without a 160 MB optimiser checkpoint: the exported fp16 file is the
+        compact resumable state (exact resume needs ``save_checkpoint`` / ``resume``).
+        Returns the file's training summary."""
+        from ..models.weights import load_model
+
+        model = load_model(path, device=self.device)
+        if model.config.to_json() != self.config.to_json():
+            raise ValueError(f"{path} holds config {model.config.name}, this run trains "
+                             f"{self.config.name}")
+        self.g.load_state_dict(model.state_dict())
+        self.ema.load_state_dict(model.state_dict())
+        self.id_loss.center.copy_(self.g.bottleneck.dp_center)
+        summary = getattr(model, "training_summary", {}) or {}
+        if "dp" in summary:
+            self.dp_summary = summary["dp"]
+        self.init_summary = {"from": str(path), "steps": summary.get("steps"),
+                             "seconds": summary.get("seconds"),
+                             "previous": summary.get("init")}
+        return summary
+
     # ---- checkpoints -----------------------------------------------------------------
     def default_checkpoint(self) -> Path:
         return self.out_dir / "checkpoint.pt"
@@ -274,7 +302,8 @@ class Trainer:
             "d": self.d.state_dict(), "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(), "rng": self.rng.bit_generator.state,
             "torch_gen": self.torch_gen.get_state(), "torch_rng": torch.get_rng_state(),
-            "history": self.history, "hparams": self.hparams(), "dp": self.dp_summary}
+            "history": self.history, "hparams": self.hparams(), "dp": self.dp_summary,
+            "init": self.init_summary}
         _atomic_save(state, path)
         return path
 
@@ -297,6 +326,7 @@ class Trainer:
         self.step, self.seconds = int(state["step"]), float(state["seconds"])
         self.history = list(state["history"])
         self.dp_summary = state.get("dp", self.dp_summary)
+        self.init_summary = state.get("init")
         self.id_loss.center.copy_(self.g.bottleneck.dp_center)
         return self.step
 
@@ -349,7 +379,7 @@ class Trainer:
                 "loss_first": self.averages(first=win), "loss_last": self.averages(last=win),
                 "loss_window": win, "hparams": self.hparams(), "dp": self.dp_summary,
                 "device": str(self.device), "torch": torch.__version__,
-                "weights": "EMA of the generator"}
+                "weights": "EMA of the generator", "init": self.init_summary}
 
     def export(self, path, dtype: torch.dtype = torch.float16) -> Path:
         """Save the EMA model with models/weights.save_model and ``summary()``."""
