@@ -20,7 +20,7 @@ $(VENV)/.installed: $(SOURCES)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	# editable install with build isolation: compiles identitydp_fast._C
-	$(BIN)/python -m pip install -q -e ".[test,triton]"
+	$(BIN)/python -m pip install -q -e ".[test,triton,video]"
 	touch $@
 
 demo: setup
