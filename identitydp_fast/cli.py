@@ -7,6 +7,7 @@ Subcommands (this release):
                        release them with epsilon-IdentityDP: how far each moved
   identitydp bench     end-to-end latency of the anonymisation network per backend
   identitydp backends  list the backends usable on this machine
+  identitydp anonymize replace the faces in image files and folders (identitydp_fast/cli_anonymize.py)
 """
 from __future__ import annotations
 
@@ -198,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=int, default=3)
     bench.add_argument("--json", help="also write the table as JSON here")
     bench.set_defaults(func=cmd_bench)
+    from .cli_anonymize import add_parser as add_anonymize
+
+    add_anonymize(sub)
     bk = sub.add_parser("backends", help="list the backends usable on this machine")
     bk.set_defaults(func=cmd_backends)
     return parser

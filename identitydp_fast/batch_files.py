@@ -1,0 +1,397 @@
+"""Batch anonymisation of image files: which files, where each result goes, and writing
+the results without ever losing a user's file (what ``identitydp anonymize`` runs).
+
+Guarantees:
+
+* **Inputs are never written.** ``plan`` refuses (PlanError, before anything is read or
+  written) when an output path would be an input path, when the output folder is an
+  input folder, when ``recursive`` is set and the output folder lies inside an input
+  folder (a later run would read the outputs as inputs), and when two inputs would share
+  one output. Each write re-checks that the target is not the input (hard links).
+* **Atomic outputs.** A result is encoded in memory, written to a temporary file in the
+  output's own folder (``.NAME.XXXX.part``), flushed to disk and renamed over the target
+  with ``os.replace``: an output path holds either nothing, the old file or the complete
+  new one, whatever happens (crash, full disk, Ctrl-C).
+* **Re-runs resume.** An existing output is skipped (status ``skipped``) unless
+  ``overwrite``; because outputs are atomic, an existing output is a finished one.
+* **One bad file never stops the batch.** Every failure (missing, unreadable, corrupt or
+  unsupported file, anonymiser error, write error) becomes that file's ``failed``
+  record with a one-line message; the other files still complete.
+
+Mapping: a file argument goes to ``DIR/<its name>``; a folder argument's images go to
+``DIR/<path relative to that folder>`` (its direct files, or its whole tree with
+``recursive``). In folders, only files with an image extension Pillow reads are taken;
+hidden files and folders (name starting with '.') are left out; symbolic links to
+folders are not followed. Explicit file arguments are always attempted.
+
+Keys: with a master key, each file gets its own 256-bit key
+``HMAC-SHA256(master, "identitydp-fast file key v1\\0" + rel)``, where rel is the output
+path relative to DIR ('/' separators), so different files draw independent noise and the
+same file, key and path reproduce the same output. Without a master key every image gets
+a fresh key from the OS CSPRNG inside the anonymiser, never stored.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import hmac
+import math
+import os
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .image_codec import MAX_PIXELS, ImageFileError, decode_file, encode
+
+STATUSES = ("ok", "no_face", "skipped", "failed")
+_KEY_CONTEXT = b"identitydp-fast file key v1\0"
+
+
+class PlanError(ValueError):
+    """The command cannot run as asked (a usage error); nothing was read or written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One input file and its output.
+
+    input: the file to read; output: where its result goes; rel: output path relative to
+    the output folder with '/' separators (names the file in keys and reports); error: a
+    problem found while planning (missing input), reported as this file's failure.
+    """
+
+    input: Path
+    output: Path
+    rel: str
+    error: str | None = None
+
+
+@dataclasses.dataclass
+class FileRecord:
+    """What happened to one file (a row of the JSON report).
+
+    status: 'ok' (faces anonymised), 'no_face' (written with its pixels unchanged),
+    'skipped' (the output existed; nothing read), 'failed' (see error; no output written).
+    faces: one dict per anonymised face (the anonymiser's FaceResult fields).
+    notes: conversions the output shows (see identitydp_fast.image_codec).
+    """
+
+    input: str
+    output: str
+    status: str
+    faces: list = dataclasses.field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    notes: list = dataclasses.field(default_factory=list)
+
+
+def image_extensions() -> frozenset[str]:
+    """Lower-case extensions ('.jpg', ...) of every format Pillow can read."""
+    from PIL import Image
+
+    Image.init()
+    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
+                     if fmt in Image.OPEN)
+
+
+def _folder_files(folder: Path, recursive: bool, exts: frozenset[str]) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) under folder, sorted; hidden entries left out."""
+    images, others = [], []
+    if recursive:
+        walker = os.walk(folder, followlinks=False)
+    else:
+        walker = [(str(folder), [], [e.name for e in os.scandir(folder) if e.is_file()])]
+    for root, dirs, files in walker:
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            p = Path(root) / name
+            if not p.is_file():
+                continue  # broken link, socket...
+            (images if p.suffix.lower() in exts else others).append(p)
+    return images, others
+
+
+def _is_within(child: Path, parent: Path) -> bool:
+    try:
+        child.relative_to(parent)
+        return True
+    except ValueError:
+        return False
+
+
+def plan(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+         recursive: bool = False) -> tuple[list[Job], list[Path]]:
+    """(jobs, ignored non-image files in the input folders) for the inputs; raises
+    PlanError when the command would write over an input or re-read its own outputs
+    (see the module docstring). Nothing is created here."""
+    if not inputs:
+        raise PlanError("no input files or folders given")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise PlanError(f"--out {out} exists and is not a folder")
+    out_real = out.resolve()
+    exts = image_extensions()
+    jobs: list[Job] = []
+    ignored: list[Path] = []
+    for arg in inputs:
+        src = Path(arg)
+        if src.is_dir():
+            real = src.resolve()
+            if real == out_real:
+                raise PlanError(f"--out {out} is the input folder {src}: outputs would replace the "
+                                "inputs; choose another output folder")
+            if recursive and _is_within(out_real, real):
+                raise PlanError(f"--out {out} lies inside the input folder {src}; with --recursive a "
+                                "later run would read the outputs as inputs: choose a folder outside it")
+            images, others = _folder_files(src, recursive, exts)
+            ignored.extend(others)
+            for p in images:
+                rel = p.relative_to(src).as_posix()
+                jobs.append(Job(p, out / rel, rel))
+        elif src.exists() or src.is_symlink():
+            jobs.append(Job(src, out / src.name, src.name,
+                            None if src.is_file() else "not a regular file"))
+        else:
+            jobs.append(Job(src, out / src.name, src.name, "no such file or folder"))
+    inputs_real = {j.input.resolve(): j.input for j in jobs if j.error is None}
+    seen: dict[Path, Job] = {}
+    for job in jobs:
+        target = job.output.resolve()
+        if target in inputs_real:
+            raise PlanError(f"output {job.output} would overwrite the input {inputs_real[target]}; "
+                            "choose an output folder that holds no input")
+        if job.output.exists() and job.error is None and os.path.samefile(job.output, job.input):
+            raise PlanError(f"output {job.output} is the same file as the input {job.input} "
+                            "(a link); choose another output folder")
+        if target in seen:
+            raise PlanError(f"inputs {seen[target].input} and {job.input} would both be written to "
+                            f"{job.output}; anonymise them into different folders")
+        seen[target] = job
+    return jobs, ignored
+
+
+def file_key(master: bytes, rel: str) -> bytes:
+    """The 32-byte key of one file: HMAC-SHA256(master, context + rel as UTF-8)."""
+    if not isinstance(master, (bytes, bytearray)) or len(master) != 32:
+        raise ValueError("master key must be 32 bytes")
+    return hmac.new(bytes(master), _KEY_CONTEXT + rel.encode("utf-8"), hashlib.sha256).digest()
+
+
+_umask_lock = threading.Lock()
+_umask: list[int] = []
+
+
+def _file_mode() -> int:
+    """0o666 minus the process umask: what open() would give a new file (mkstemp gives 0600)."""
+    with _umask_lock:
+        if not _umask:
+            current = os.umask(0o022)  # reading the umask means setting it; restore at once
+            os.umask(current)
+            _umask.append(current)
+    return 0o666 & ~_umask[0]
+
+
+def write_atomic(path: Path, data: bytes, never_over: Path | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and
+    os.replace; refuses (ValueError) when ``path`` is the file ``never_over``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if never_over is not None and path.exists() and os.path.samefile(path, never_over):
+        raise ValueError(f"refusing to write over the input {never_over}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _json_value(v):
+    """numpy / tuples / non-finite floats -> JSON-safe values (NaN -> None)."""
+    if isinstance(v, np.ndarray):
+        return [_json_value(x) for x in v.tolist()]
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _json_value(x) for k, x in v.items()}
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, (str, int, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def face_dict(result) -> dict:
+    """A FaceResult (dataclass or plain object) as a JSON-safe dict of its fields."""
+    if dataclasses.is_dataclass(result):
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    else:
+        fields = {k: v for k, v in vars(result).items() if not k.startswith("_")}
+    return {k: _json_value(v) for k, v in fields.items()}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+AnonymizeFn = Callable[[np.ndarray, "bytes | None"], tuple]
+
+
+def run(jobs: Iterable[Job], anonymize: AnonymizeFn, *, overwrite: bool = False,
+        master_key: bytes | None = None, max_pixels: int = MAX_PIXELS,
+        strip_metadata: bool = False, decode_ahead: int = 4) -> Iterator[FileRecord]:
+    """Anonymise every job, yielding one FileRecord per job in order.
+
+    anonymize(rgb (H, W, 3) uint8, key bytes | None) -> (rgb out, [FaceResult, ...]).
+    decode_ahead: files decoded in a background thread ahead of the one being
+    anonymised (Pillow releases the GIL while decoding); it bounds memory to about that
+    many decoded images. A KeyboardInterrupt stops the run between files' writes; what
+    was written is complete.
+    """
+    if not isinstance(decode_ahead, int) or isinstance(decode_ahead, bool) or decode_ahead < 1:
+        raise ValueError(f"decode_ahead must be an integer >= 1, got {decode_ahead!r}")
+
+    def decode(job: Job):
+        t0 = time.perf_counter()
+        try:
+            return decode_file(job.input, max_pixels, strip_metadata), None, time.perf_counter() - t0
+        except ImageFileError as exc:
+            return None, str(exc), time.perf_counter() - t0
+        except OSError as exc:  # unreadable: permissions, vanished, a folder...
+            return None, f"cannot read the file: {exc.strerror or _one_line(exc)}", time.perf_counter() - t0
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="identitydp-decode")
+    pending: collections.deque = collections.deque()
+    it = iter(jobs)
+
+    def fill():
+        while len(pending) < decode_ahead:
+            job = next(it, None)
+            if job is None:
+                return
+            if job.error is not None or (job.output.exists() and not overwrite):
+                pending.append((job, None))  # nothing to decode
+            else:
+                pending.append((job, pool.submit(decode, job)))
+
+    try:
+        fill()
+        while pending:
+            job, fut = pending.popleft()
+            fill()
+            yield _process(job, fut, anonymize, master_key)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _process(job: Job, fut, anonymize: AnonymizeFn, master_key: bytes | None) -> FileRecord:
+    rec = FileRecord(str(job.input), str(job.output), "failed")
+    t0 = time.perf_counter()
+    if job.error is not None:
+        rec.error = job.error
+        return rec
+    if fut is None:
+        rec.status = "skipped"
+        return rec
+    decoded, error, t_decode = fut.result()
+    try:
+        if decoded is None:
+            rec.error = error
+            return rec
+        rec.notes = list(decoded.notes)
+        key = file_key(master_key, job.rel) if master_key is not None else None
+        try:
+            out_rgb, results = anonymize(decoded.rgb, key)
+        except Exception as exc:  # noqa: BLE001 - one file's failure must not end the batch
+            rec.error = f"anonymisation failed ({type(exc).__name__}: {_one_line(exc)})"
+            return rec
+        results = list(results)
+        if not results:
+            out_rgb = decoded.rgb  # no face: the pixels pass through unchanged
+        try:
+            data = encode(decoded, np.asarray(out_rgb))
+        except (ImageFileError, ValueError) as exc:
+            rec.error = str(exc)
+            return rec
+        try:
+            write_atomic(job.output, data, never_over=job.input)
+        except (OSError, ValueError) as exc:
+            msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else _one_line(exc)
+            rec.error = f"cannot write {job.output}: {msg}"
+            return rec
+        rec.faces = [face_dict(r) for r in results]
+        rec.status = "ok" if results else "no_face"
+        return rec
+    finally:
+        rec.seconds = round(t_decode + time.perf_counter() - t0, 4)
+
+
+def totals(records: Sequence[FileRecord]) -> dict:
+    """Counts per status, faces anonymised and total seconds."""
+    out = {s: sum(r.status == s for r in records) for s in STATUSES}
+    out["files"] = len(records)
+    out["faces"] = sum(len(r.faces) for r in records)
+    out["seconds"] = round(sum(r.seconds for r in records), 3)
+    return out
+
+
+def summary_line(records: Sequence[FileRecord], out_dir) -> str:
+    """One line: what was done, how many failed, where the outputs are."""
+    t = totals(records)
+    parts = [f"anonymised {t['ok']} image(s) ({t['faces']} face(s))",
+             f"{t['no_face']} without a face (passed through)",
+             f"{t['skipped']} skipped (output exists; --overwrite redoes them)",
+             f"{t['failed']} failed"]
+    return ", ".join(parts) + f"; outputs in {out_dir}"
+
+
+def privacy_statement(epsilon, key_supplied: bool) -> str:
+    """What the epsilon of this run covers, and what the key means."""
+    keys = ("per-file keys were derived from the supplied --key (HMAC-SHA256 of the key and "
+            "the output's relative path): anyone holding the key can recompute the noise"
+            if key_supplied else
+            "each image drew a fresh key from the operating system's CSPRNG, never stored: "
+            "the noise cannot be reproduced")
+    return (f"epsilon-IdentityDP with epsilon={epsilon} covers each detected face's identity "
+            "vector only: not the generator's attribute path (which can carry identity), not "
+            "faces the detector missed (they are left unchanged), not the image's other "
+            f"content or kept metadata; {keys}.")
+
+
+def report(records: Sequence[FileRecord], *, epsilon, key_supplied: bool, out_dir,
+           ignored: Sequence[Path] = (), extra: dict | None = None) -> dict:
+    """The JSON report: files, totals, privacy statement, ignored non-image files."""
+    return _json_value({
+        "format": "identitydp-fast/anonymize-report",
+        "format_version": 1,
+        "out_dir": str(out_dir),
+        "epsilon": epsilon,
+        "key_supplied": key_supplied,
+        "privacy": privacy_statement(epsilon, key_supplied),
+        **(extra or {}),
+        "totals": totals(records),
+        "ignored_non_image_files": [str(p) for p in ignored],
+        "files": [dataclasses.asdict(r) for r in records],
+    })

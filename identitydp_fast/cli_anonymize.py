@@ -1,0 +1,165 @@
+"""``identitydp anonymize INPUT... --out DIR``: anonymise the faces in image files and folders.
+
+Outputs keep each input's file name and format under DIR (folders: their relative
+paths). Inputs are never written; outputs are atomic; existing outputs are skipped
+unless --overwrite; images without a face are written with their pixels unchanged;
+a file that fails gets one error line on stderr and a 'failed' row in the report while
+the others complete. File handling: identitydp_fast/batch_files.py; decoding and
+writing formats, modes and metadata: identitydp_fast/image_codec.py.
+
+Exit status: 0 when every file is ok, no_face or skipped; 1 when any file failed;
+2 when the command could not start (bad option, refused output folder, model missing);
+130 when interrupted (the report then covers the files done so far).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from . import batch_files
+from .image_codec import MAX_PIXELS
+
+_PROG = "identitydp anonymize"
+
+
+class _Usage(Exception):
+    pass
+
+
+def _usage_error(msg: str) -> int:
+    print(f"{_PROG}: error: {' '.join(str(msg).split())}", file=sys.stderr)
+    return 2
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register the subcommand on the ``identitydp`` subparsers."""
+    p = sub.add_parser(
+        "anonymize", help="replace the faces in image files and folders (outputs under --out)",
+        description="Replace every detected face with a face of another identity "
+                    "(epsilon-IdentityDP on the identity vector). Outputs keep the input's name "
+                    "and format under --out; inputs are never written. Exit status 0: all "
+                    "done; 1: some files failed; 2: could not start.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+    p.add_argument("--epsilon", type=float, default=None,
+                   help="privacy budget per face identity (default: the Anonymizer's)")
+    p.add_argument("--key", default=None, metavar="HEX",
+                   help="64 hex characters: reproducible mode (per-file keys derived from it); "
+                        "default: a fresh CSPRNG key per image")
+    p.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda", "triton"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--batch-size", type=int, default=4, metavar="N",
+                   help="files decoded ahead of the one being anonymised (bounds memory; default 4)")
+    p.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    p.add_argument("--report", metavar="FILE.json", help="write a JSON report (per file and totals)")
+    p.add_argument("--model", default=None, metavar="PATH",
+                   help="AEI-Net weights file (default: the packaged model)")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                   help=f"refuse images with more pixels, checked before decoding (decompression "
+                        f"bombs; default and maximum {MAX_PIXELS})")
+    p.add_argument("--strip-metadata", action="store_true",
+                   help="write no EXIF at all (default: EXIF kept minus orientation, thumbnail, maker note)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_anonymize)
+    return p
+
+
+def _check_args(args) -> bytes | None:
+    from .keys import check_key
+
+    if args.batch_size < 1:
+        raise _Usage(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not 1 <= args.max_pixels <= MAX_PIXELS:
+        raise _Usage(f"--max-pixels must be in [1, {MAX_PIXELS}] (the anonymiser's own limit), "
+                     f"got {args.max_pixels}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise _Usage("--device cuda but no CUDA GPU is visible to torch")
+    if args.key is None:
+        return None
+    try:
+        return check_key(args.key, "--key")
+    except (TypeError, ValueError) as exc:
+        raise _Usage(str(exc)) from None
+
+
+def _make_anonymizer(args):
+    from .anonymizer import Anonymizer
+
+    kw = {"model": args.model, "device": args.device, "backend": args.backend}
+    if args.epsilon is not None:
+        kw["epsilon"] = args.epsilon
+    try:
+        return Anonymizer(**kw)
+    except (FileNotFoundError, ValueError, TypeError, RuntimeError, OSError) as exc:
+        raise _Usage(str(exc)) from None
+
+
+def cmd_anonymize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        master = _check_args(args)
+        jobs, ignored = batch_files.plan(args.inputs, args.out, args.recursive)
+        if args.report:
+            rep = Path(args.report).resolve()
+            clash = [j for j in jobs if rep in (j.input.resolve(), j.output.resolve())]
+            if clash:
+                raise _Usage(f"--report {args.report} is also the input or output {clash[0].input}")
+        anon = _make_anonymizer(args)
+    except (_Usage, batch_files.PlanError) as exc:
+        return _usage_error(str(exc))
+    epsilon = args.epsilon if args.epsilon is not None else getattr(anon, "epsilon", None)
+    # Pillow warns about damaged metadata in files it can still read; the per-file result
+    # (and its one error line when it fails) is what the user acts on
+    warnings.filterwarnings("ignore", module=r"PIL\.")
+
+    def anonymize(rgb, key):
+        return anon.anonymize(rgb, key=key)
+
+    from tqdm import tqdm
+
+    records: list[batch_files.FileRecord] = []
+    bar = tqdm(total=len(jobs), unit="img", desc="anonymising", file=sys.stderr,
+               disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+    interrupted = False
+    try:
+        for rec in batch_files.run(jobs, anonymize, overwrite=args.overwrite, master_key=master,
+                                   max_pixels=args.max_pixels, strip_metadata=args.strip_metadata,
+                                   decode_ahead=args.batch_size):
+            records.append(rec)
+            if rec.status == "failed":
+                bar.write(f"identitydp: {rec.input}: error: {rec.error}", file=sys.stderr)
+            bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    line = batch_files.summary_line(records, args.out)
+    if ignored:
+        line += f"; ignored {len(ignored)} non-image file(s) in the input folders"
+    if interrupted:
+        line = f"interrupted after {len(records)} of {len(jobs)} file(s): " + line
+    print(line)
+    if args.report:
+        report = batch_files.report(records, epsilon=epsilon, key_supplied=master is not None,
+                                    out_dir=args.out, ignored=ignored,
+                                    extra={"model": args.model or "packaged default",
+                                           "backend": args.backend, "device": args.device,
+                                           "interrupted": interrupted})
+        try:
+            batch_files.write_atomic(Path(args.report),
+                                     (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+        except OSError as exc:
+            print(f"{_PROG}: error: cannot write the report {args.report}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
+        print(f"wrote report {args.report}")
+    if interrupted:
+        return 130
+    return 1 if any(r.status == "failed" for r in records) else 0
