@@ -96,7 +96,9 @@ def _make_anonymizer(args):
         kw["epsilon"] = args.epsilon
     try:
         return Anonymizer(**kw)
-    except (FileNotFoundError, ValueError, TypeError, RuntimeError, OSError) as exc:
+    except FileNotFoundError as exc:
+        raise _Usage(f"{exc} (on the command line: --model PATH)" if args.model is None else str(exc)) from None
+    except (ValueError, TypeError, RuntimeError, OSError) as exc:
         raise _Usage(str(exc)) from None
 
 
