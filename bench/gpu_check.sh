@@ -47,11 +47,22 @@ IDP_BENCH_DEVICE=cuda timeout 200 "$PY" -m pytest -q -c "$OLDPWD/bench/pytest.in
   --benchmark-json="$OUT/bench.json" 2>&1 | tee "$OUT/bench.log" | sed -n '/speed-up over the reference/,$p'
 cp "$(ls -t "$OLDPWD"/bench/out/ratios-*.json | head -1)" "$OUT"/ 2>/dev/null
 
+echo "== bf16 matmul ceiling (8192^3, the TFLOP/s column's yardstick)"
+timeout 60 "$PY" - <<'PYEOF' 2>&1 | tee -a "$OUT/e2e.log"
+import torch, time
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); b = torch.randn_like(a)
+for _ in range(3): a @ b
+torch.cuda.synchronize(); t = time.perf_counter(); n = 20
+for _ in range(n): a @ b
+torch.cuda.synchronize(); dt = (time.perf_counter() - t) / n
+print(f"bf16 matmul ceiling: {2 * 8192**3 / dt / 1e12:.0f} TFLOP/s")
+PYEOF
 echo "== end to end (identitydp bench): encoder + IdentityDP + generator"
 for cfg in fast-128 paper-256; do
   for b in 1 64; do
-    timeout 90 "$PY" -m identitydp_fast bench --config $cfg --batch $b --device cuda \
-      --backends reference,cuda,triton --repeats 20 2>&1 | tail -5 | tee -a "$OUT/e2e.log"
+    timeout 120 "$PY" -m identitydp_fast bench --config $cfg --batch $b --device cuda \
+      --backends reference,compile,cuda,cuda+graph,triton,triton-bf16,triton-bf16+graph \
+      --repeats 20 --json "$OUT/e2e-$cfg-b$b.json" 2>&1 | tail -9 | tee -a "$OUT/e2e.log"
   done
 done
 echo "== summary: tests rc=$tests_rc ($(tail -1 "$OUT/tests.log"))"

@@ -8,11 +8,17 @@ cost does not depend on training) and the same noise key. Backends:
 
 * ``reference``: the plain-PyTorch reference model, eager (the baseline of the ratios);
 * ``compile``: the reference model under ``torch.compile`` (default mode);
-* ``cpu`` / ``cuda`` / ``triton``: the engine with that backend's fused kernels.
+* ``compile-max``: the same with ``mode="max-autotune"`` (GPU: minutes of autotuning);
+* ``cpu`` / ``cuda`` / ``triton``: the engine with that backend's fused kernels, in
+  float32; ``triton-fp16`` / ``triton-bf16``: the engine (encoder and generator) in half
+  precision; a ``+graph`` suffix (GPU: ``cuda+graph``, ``triton-bf16+graph``) replays the
+  encoder and the generator as CUDA graphs (``engine/cuda_graph.py``; the DP noise runs
+  eagerly between them, fresh per call).
 
 Timing: ``warmup`` calls, then ``repeats`` timed calls (synchronising the GPU before
 reading the clock); reports median and p90 in ms and the speed-up of the median over
-the eager reference measured in the same run.
+the eager reference measured in the same run, and the achieved TFLOP/s (``call_flops``
+over the median; compare with the card's measured bf16 matmul ceiling, bench/gpu_check.sh).
 """
 from __future__ import annotations
 
@@ -27,22 +33,57 @@ from .identity_dp import IdentityDP
 from .identity_encoder import IdentityEncoder
 
 
-def _pipeline(backend: str, config: str, device: torch.device):
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def parse_spec(spec: str) -> tuple[str, torch.dtype, bool]:
+    """'triton-bf16+graph' -> ('triton', torch.bfloat16, True); see the module docstring."""
+    base, graph = (spec[:-len("+graph")], True) if spec.endswith("+graph") else (spec, False)
+    name, _, dt = base.partition("-")
+    if name == "compile" and dt in ("", "max"):
+        return ("compile-max" if dt else "compile"), torch.float32, False
+    if name not in ("reference", "cpu", "cuda", "triton") or (dt and dt not in _DTYPES):
+        raise ValueError(f"unknown backend spec {spec!r}: use reference, compile, compile-max, "
+                         f"or cpu|cuda|triton with an optional -fp16/-bf16 and +graph")
+    if graph and name in ("reference", "cpu"):
+        raise ValueError(f"{spec!r}: CUDA graphs need a GPU backend (cuda, triton)")
+    return name, _DTYPES[dt or "fp32"], graph
+
+
+def _pipeline(spec: str, config: str, device: torch.device, example):
     from .engine.aei_net import EngineAEINet
     from .reference.aei_net import AEINet
 
+    name, dtype, graph = parse_spec(spec)
     torch.manual_seed(0)
     model = AEINet(config).eval().to(device)
-    if backend in ("reference", "compile"):
+    if name.startswith("compile") or name == "reference":
         encoder = IdentityEncoder("reference", device=device)
-        dp = IdentityDP(300.0, center=model.bottleneck.dp_center, clip=float(model.bottleneck.dp_clip),
-                        output_norm=float(model.bottleneck.dp_output_norm), backend="reference")
-        net = torch.compile(model) if backend == "compile" else model
+        dp_backend = "reference"
+        net = model
+        if name == "compile":
+            net = torch.compile(model)
+        elif name == "compile-max":
+            net = torch.compile(model, mode="max-autotune")
     else:
-        encoder = IdentityEncoder(backend, device=device)
-        dp = IdentityDP(300.0, center=model.bottleneck.dp_center, clip=float(model.bottleneck.dp_clip),
-                        output_norm=float(model.bottleneck.dp_output_norm), backend=backend)
-        net = EngineAEINet(model, backend).to(device)
+        encoder = IdentityEncoder(name, device=device, dtype=dtype)
+        dp_backend = name
+        engine = EngineAEINet(model, name, dtype).to(device)
+        net = engine
+        if graph:
+            from .engine.cuda_graph import CUDAGraphed
+            chips, crops = example
+            with torch.inference_mode():
+                released = torch.nn.functional.normalize(
+                    encoder(chips), dim=1) * float(model.bottleneck.dp_output_norm)
+            net = CUDAGraphed(engine.generate, crops, released)
+            encoder_module = encoder.module
+            encoder = CUDAGraphed(lambda x: encoder_module(x),
+                                  chips.permute(0, 3, 1, 2).to(torch.float32))
+            encoder_graphed = encoder
+            encoder = lambda c: encoder_graphed(c.permute(0, 3, 1, 2).to(torch.float32))  # noqa: E731
+    dp = IdentityDP(300.0, center=model.bottleneck.dp_center, clip=float(model.bottleneck.dp_clip),
+                    output_norm=float(model.bottleneck.dp_output_norm), backend=dp_backend)
 
     @torch.inference_mode()
     def run(chips: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
@@ -51,6 +92,25 @@ def _pipeline(backend: str, config: str, device: torch.device):
         return net(crops, released)
 
     return run
+
+
+def call_flops(config: str, chips: torch.Tensor, crops: torch.Tensor) -> float:
+    """Floating-point operations of one call (convolutions and matmuls of the identity
+    network and the generator, counted by torch's FlopCounterMode on the reference
+    model): the numerator of the achieved TFLOP/s column."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .reference.aei_net import AEINet
+    from .reference.dlib_resnet import DlibResNet
+
+    model = AEINet(config).eval().to(crops.device)
+    net = DlibResNet.from_file().eval().to(crops.device)
+    counter = FlopCounterMode(display=False)
+    # with autograd on: FlopCounterMode's module tracker fails under no_grad / inference
+    with counter, torch.enable_grad():
+        desc = net(chips.permute(0, 3, 1, 2).to(torch.float32))
+        model(crops, desc)
+    return float(counter.get_total_flops())
 
 
 def run_bench(config: str = "fast-128", batch: int = 1, device: str = "cpu",
@@ -70,9 +130,10 @@ def run_bench(config: str = "fast-128", batch: int = 1, device: str = "cpu",
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     rows = []
     for name in backends:
-        if name not in ("reference", "compile"):
-            _backends.resolve(name, dev)  # a clear error if unavailable
-        run = _pipeline(name, config, dev)
+        base, _, _ = parse_spec(name)
+        if base not in ("reference", "compile", "compile-max"):
+            _backends.resolve(base, dev)  # a clear error if unavailable
+        run = _pipeline(name, config, dev, (chips, crops))
         for _ in range(warmup):
             run(chips, crops)
         sync()
@@ -86,23 +147,26 @@ def run_bench(config: str = "fast-128", batch: int = 1, device: str = "cpu",
         rows.append({"backend": name, "median_ms": 1e3 * statistics.median(times),
                      "p90_ms": 1e3 * times[min(len(times) - 1, int(0.9 * len(times)))]})
     base = next((r["median_ms"] for r in rows if r["backend"] == "reference"), None)
+    flops = call_flops(config, chips, crops)
     for r in rows:
         r["speedup_vs_eager_reference"] = None if base is None else base / r["median_ms"]
+        r["tflops"] = flops / (r["median_ms"] * 1e-3) / 1e12
     return {"config": config, "batch": batch, "device": str(dev), "repeats": repeats, "warmup": warmup,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor()
             or platform.machine(), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
-            "results": rows}
+            "gflop_per_call": flops / 1e9, "results": rows}
 
 
 def format_table(record: dict) -> str:
     lines = [f"identitydp bench: {record['config']}, batch {record['batch']}, {record['device']}"
              f"{' (' + record['gpu'] + ')' if record['gpu'] else ''}, torch {record['torch']}, "
              f"{record['threads']} threads, {record['repeats']} repeats after {record['warmup']} warm-up",
-             f"{'backend':<10} {'median ms':>10} {'p90 ms':>10} {'x eager reference':>18}"]
+             f"{'backend':<18} {'median ms':>10} {'p90 ms':>10} {'x eager reference':>18} "
+             f"{'TFLOP/s':>8}"]
     for r in record["results"]:
         sp = r["speedup_vs_eager_reference"]
-        lines.append(f"{r['backend']:<10} {r['median_ms']:>10.2f} {r['p90_ms']:>10.2f} "
-                     f"{'' if sp is None else f'{sp:.2f}x':>18}")
+        lines.append(f"{r['backend']:<18} {r['median_ms']:>10.2f} {r['p90_ms']:>10.2f} "
+                     f"{'' if sp is None else f'{sp:.2f}x':>18} {r['tflops']:>8.3f}")
     return "\n".join(lines)
 
 

@@ -25,10 +25,10 @@ def _reference(device: torch.device) -> nn.Module:
     return DlibResNet.from_file().to(device).eval()
 
 
-def _engine(backend: str) -> Callable[[torch.device], nn.Module]:
-    def factory(device: torch.device) -> nn.Module:
+def _engine(backend: str) -> Callable[..., nn.Module]:
+    def factory(device: torch.device, dtype: torch.dtype = torch.float32) -> nn.Module:
         from .engine.dlib_resnet import EngineDlibResNet
-        return EngineDlibResNet.from_file(backend=backend).to(device).eval()
+        return EngineDlibResNet.from_file(backend=backend, dtype=dtype).to(device).eval()
     return factory
 
 
@@ -47,6 +47,10 @@ class IdentityEncoder:
         backend: 'auto' (cuda > triton > reference on a GPU, cpu > reference on the
             CPU), 'reference', 'cpu', 'cuda' or 'triton'.
         device: where the network runs ('cpu', 'cuda', a torch.device).
+        dtype: torch.float32 (default: dlib's descriptors to ~1e-6), or torch.float16 /
+            torch.bfloat16 (GPU speed; the engine network with Triton joins, or the
+            engine with torch joins for backend 'reference'; measured bounds in
+            tests/test_dlib_resnet_engine.py). Descriptors are float32 either way.
 
     Call it on either
       * uint8 RGB chips (N, 150, 150, 3), a numpy array or torch tensor (dlib's layout), or
@@ -55,15 +59,27 @@ class IdentityEncoder:
     in training), call ``encoder.module`` directly on float chips.
     """
 
-    def __init__(self, backend: str = "auto", device: str | torch.device = "cpu"):
+    def __init__(self, backend: str = "auto", device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32):
         from . import _backends
         if backend != "auto" and backend not in ENCODER_BACKENDS:
             raise ValueError(f"backend={backend!r} has no identity encoder; choose one of "
                              f"{sorted(ENCODER_BACKENDS)} or 'auto'")
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be torch.float32, float16 or bfloat16, got {dtype!r}")
         self.device = torch.device(device)
+        if dtype != torch.float32 and backend == "auto":
+            backend = "triton" if self.device.type == "cuda" else "reference"
         backend = _backends.resolve(backend, self.device)
+        if dtype != torch.float32 and backend not in ("triton", "reference"):
+            raise ValueError(f"dtype={dtype} runs on backend 'triton' (or the engine's "
+                             f"'reference' joins); the {backend!r} kernels are float32-only")
         self.backend = backend
-        self.module = ENCODER_BACKENDS[backend](self.device)
+        self.dtype = dtype
+        if dtype == torch.float32:
+            self.module = ENCODER_BACKENDS[backend](self.device)
+        else:   # the engine network in half precision (the reference net is float32-only)
+            self.module = _engine(backend)(self.device, dtype)
 
     def __call__(self, chips) -> torch.Tensor:
         """chips: (N, 150, 150, 3) uint8 or (N, 3, 150, 150) float in [0, 255] -> (N, 128)."""

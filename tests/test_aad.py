@@ -118,13 +118,57 @@ def test_upsample_bilinear2x(shape, channels_last, with_residual, kernel):
     assert got.is_contiguous(memory_format=torch.channels_last)
 
 
+# ---- half precision (Triton only: float32 arithmetic, one rounding on store) ----------
+
+HALF = {torch.float16: 10, torch.bfloat16: 7}  # explicit mantissa bits
+
+
+def _check_half(got: torch.Tensor, want64: torch.Tensor, dtype: torch.dtype) -> None:
+    """Within one unit of the storage format's rounding of the exact result: |err| <=
+    2^-bits |want| (twice the half-ulp of a single rounding), plus float32-level slack."""
+    assert got.dtype == dtype and got.shape == want64.shape
+    err = (got.cpu().double() - want64).abs()
+    bound = 2.0 ** -HALF[dtype] * want64.abs() + _atol(want64) * 4
+    assert bool((err <= bound).all()), float((err - bound).max())
+
+
+HALF_SHAPES = [(1, 1, 1, 1), (3, 97, 17, 5), (2, 16, 64, 64)]
+
+
+@pytest.mark.parametrize("dtype", list(HALF), ids=["fp16", "bf16"])
+@pytest.mark.parametrize("shape", HALF_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_half_precision(shape, dtype, kernel):
+    """Triton takes float16 / bfloat16 storage; the C++/CUDA kernels refuse it by name."""
+    backend, device = kernel
+    g = torch.Generator().manual_seed(hash((shape, str(dtype))) % 2**31)
+    n, c, hh, ww = shape
+    h = (torch.randn(shape, generator=g) * 2 + 1).to(dtype)
+    if backend != "triton":
+        with pytest.raises(TypeError, match="backend='triton'"):
+            ops.instance_norm(h.to(device), backend=backend)
+        return
+    hd = h.to(device, memory_format=torch.channels_last)
+    _check_half(ops.instance_norm(hd, backend=backend),
+                reference.instance_norm(h.double()), dtype)
+    ga, ba = (torch.randn(shape, generator=g).to(dtype) for _ in range(2))
+    gi, bi = (torch.randn(n, c, generator=g).to(dtype) for _ in range(2))
+    lg = (torch.randn(n, 1, hh, ww, generator=g) * 3).to(dtype)
+    want = reference.aad_blend_relu(*(t.double() for t in (h, ga, ba, gi, bi, lg)), True)
+    got = ops.aad_blend_relu(*(t.to(device) for t in (hd, ga, ba, gi, bi, lg)), True,
+                             backend=backend)
+    _check_half(got, want, dtype)
+    res = torch.randn(n, c, 2 * hh, 2 * ww, generator=g).to(dtype)
+    want = reference.upsample_bilinear2x(h.double()) + res.double()
+    _check_half(ops.upsample_bilinear2x(hd, res.to(device), backend=backend), want, dtype)
+
+
 # ---- errors at the Python boundary ---------------------------------------------------
 
 def test_python_boundary_errors():
     h = torch.randn(2, 3, 4, 5)
     with pytest.raises(ValueError, match="h must be a 4-D"):
         ops.instance_norm(torch.randn(3, 4, 5), backend="cpu")
-    with pytest.raises(TypeError, match="h must be float32 for backend='cpu', got torch.float64"):
+    with pytest.raises(TypeError, match=r"h must be one of \(torch.float32,\) for backend='cpu', got torch.float64"):
         ops.instance_norm(h.double(), backend="cpu")
     with pytest.raises(ValueError, match="eps must be a finite number >= 0, got -1"):
         ops.instance_norm(h, -1.0, backend="cpu")
@@ -137,8 +181,10 @@ def test_python_boundary_errors():
         ops.aad_blend_relu(h, h, h, gi, torch.randn(2, 4), lg, backend="cpu")
     with pytest.raises(ValueError, match=r"mask_logits must have shape \(N, 1, H, W\)"):
         ops.aad_blend_relu(h, h, h, gi, bi, torch.randn(2, 3, 4, 5), backend="cpu")
-    with pytest.raises(TypeError, match="mask_logits must be float32"):
+    with pytest.raises(TypeError, match="mask_logits is torch.float16 but h_hat is torch.float32"):
         ops.aad_blend_relu(h, h, h, gi, bi, lg.half(), backend="triton")
+    with pytest.raises(TypeError, match="h must be one of .* for backend='cpu', got torch.float16"):
+        ops.instance_norm(h.half(), backend="cpu")
     with pytest.raises(ValueError, match=r"residual must have shape \(N, C, 2H, 2W\)"):
         ops.upsample_bilinear2x(h, torch.randn(2, 3, 8, 9), backend="cpu")
 

@@ -52,6 +52,34 @@ def test_engine_matches_reference(model, inputs, expected, impl):
     assert err <= 1e-4 and err <= 4 * ref_err + 1e-6, (err, ref_err)
 
 
+#: half-precision bounds on the output (tanh, range [-1, 1]) against the float64 model:
+#: (max abs, mean abs). Measured on CPU (torch convs + Triton interpreter), fp16: 9e-3 /
+#: 9e-4, bf16: 7.5e-2 / 8e-3 (bf16 keeps 8 bits of mantissa); the bounds leave ~2.5x room
+#: for cuDNN's algorithm choices on a GPU.
+HALF_BOUNDS = {torch.float16: (3e-2, 3e-3), torch.bfloat16: (0.2, 2.5e-2)}
+
+
+@pytest.mark.parametrize("dtype", list(HALF_BOUNDS), ids=["fp16", "bf16"])
+def test_engine_half_precision(model, inputs, expected, impl, dtype):
+    """Convs in half precision, fused Triton kernels with float32 arithmetic, float32
+    output; the C++/CUDA kernels refuse half precision by name."""
+    backend, device = impl
+    crop, ident = inputs
+    want, _ = expected
+    if backend in ("cpu", "cuda"):
+        with pytest.raises(ValueError, match="float32-only"):
+            EngineAEINet(model, backend, dtype)
+        return
+    engine = EngineAEINet(model, backend, dtype).to(device)
+    got = engine(crop.to(device), ident.to(device))
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    err = (got.cpu().double() - want).abs()
+    max_bound, mean_bound = HALF_BOUNDS[dtype]
+    assert err.max() <= max_bound and err.mean() <= mean_bound, (err.max(), err.mean())
+    # the reference model is untouched (the engine copies what it converts)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_identity_changes_the_output(model, inputs):
     crop, ident = inputs
     engine = EngineAEINet(model, "cpu" if "cpu" in __import__("identitydp_fast").backends() else "reference")

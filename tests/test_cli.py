@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from identitydp_fast.cli import main
 
@@ -82,6 +83,17 @@ def test_bench_command_writes_a_table(capsys, tmp_path):
     assert [r["backend"] for r in record["results"]] == ["reference", "cpu"]
     assert record["results"][0]["speedup_vs_eager_reference"] == 1.0
     assert "x eager reference" in capsys.readouterr().out
+
+
+def test_bench_backend_specs():
+    from identitydp_fast.benchmark import parse_spec
+    assert parse_spec("triton-bf16+graph") == ("triton", torch.bfloat16, True)
+    assert parse_spec("cuda") == ("cuda", torch.float32, False)
+    assert parse_spec("compile-max") == ("compile-max", torch.float32, False)
+    with pytest.raises(ValueError, match="CUDA graphs need a GPU backend"):
+        parse_spec("cpu+graph")
+    with pytest.raises(ValueError, match="unknown backend spec 'triton-fp64'"):
+        parse_spec("triton-fp64")
 
 
 def test_bench_rejects_unknown_backend():

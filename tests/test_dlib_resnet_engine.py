@@ -58,3 +58,37 @@ def test_engine_traces_under_torch_compile(weights):
     with torch.inference_mode():
         got = compiled(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(got, want, atol=1e-6)
+
+
+#: half-precision bounds on descriptors (dlib's scale; "same person" is distance < 0.6):
+#: (L2 distance to the float32 descriptor, max abs). Measured on CPU on random chips and
+#: the astronaut's face, fp16: 1.5e-3 / 3.6e-4, bf16: 1.7e-2 / 4.6e-3 (Triton joins);
+#: the bounds leave ~3x room for cuDNN on a GPU.
+HALF_BOUNDS = {torch.float16: (5e-3, 1.5e-3), torch.bfloat16: (0.05, 0.015)}
+
+
+@pytest.mark.parametrize("dtype", list(HALF_BOUNDS), ids=["fp16", "bf16"])
+def test_engine_half_precision(impl, weights, dtype):
+    backend, device = impl
+    gen = torch.Generator().manual_seed(7)
+    x = torch.rand(2, 3, 150, 150, generator=gen) * 255
+    if backend in ("cpu", "cuda"):
+        with pytest.raises(ValueError, match="float32-only"):
+            EngineDlibResNet(weights, backend=backend, dtype=dtype)
+        return
+    engine = EngineDlibResNet(weights, backend=backend, dtype=dtype).to(device)
+    got = engine(x.to(device)).cpu()
+    with torch.no_grad():
+        want = DlibResNet(weights).eval()(x)
+    assert got.dtype == torch.float32
+    l2_bound, abs_bound = HALF_BOUNDS[dtype]
+    assert (got - want).norm(dim=1).max() <= l2_bound
+    assert (got - want).abs().max() <= abs_bound
+
+
+def test_identity_encoder_dtype_choice():
+    from identitydp_fast import IdentityEncoder
+    with pytest.raises(ValueError, match="float32-only"):
+        IdentityEncoder("cpu", dtype=torch.float16)
+    with pytest.raises(ValueError, match="dtype must be"):
+        IdentityEncoder("reference", dtype=torch.float64)

@@ -12,8 +12,15 @@
 * identity: the bottleneck's whitening + ONE GEMM give every layer's (gamma_id, beta_id);
 * activations stay channels-last (convolutions go to oneDNN / cuDNN).
 
-``EngineAEINet(reference_model, backend)`` copies the weights of an ``AEINet`` in eval
-mode; ``forward(crop, identity)`` takes the released identity vector (after
+Half precision (``dtype=torch.float16`` or ``torch.bfloat16``, GPU, backend 'triton'):
+convolutions run in that dtype (cuDNN), the fused Triton kernels store it but compute in
+float32 (instance-norm statistics in float64), the identity GEMM stays float32, and the
+output is returned as float32. The C++/CUDA kernels are float32-only, so half precision
+is refused for them by name. Bounds against the float32 reference:
+tests/test_aei_net_engine.py.
+
+``EngineAEINet(reference_model, backend, dtype)`` copies the weights of an ``AEINet`` in
+eval mode; ``forward(crop, identity)`` takes the released identity vector (after
 epsilon-IdentityDP) like the reference. Equivalence: tests/test_aei_net_engine.py.
 """
 from __future__ import annotations
@@ -26,6 +33,11 @@ from torch import nn
 
 from ..ops import library as aad_ops  # torch.library ops: traceable by torch.compile
 from ..reference.aei_net import AADResBlock, AEINet, _ConvNormAct
+
+
+#: dtype -> the backends that run it (the Triton kernels take half storage; C++/CUDA not)
+HALF_BACKENDS = {torch.float32: ("reference", "cpu", "cuda", "triton"),
+                 torch.float16: ("reference", "triton"), torch.bfloat16: ("reference", "triton")}
 
 
 def _fold_conv_norm(block: _ConvNormAct) -> tuple[nn.Conv2d, nn.Module | None, float]:
@@ -118,17 +130,27 @@ class EngineAEINet(nn.Module):
     """Inference AEI-Net on a backend ('cpu', 'cuda', 'triton', or 'reference' for the AAD
     math); built from a reference ``AEINet`` (its weights are copied, eval statistics)."""
 
-    def __init__(self, model: AEINet, backend: str = "cpu"):
+    def __init__(self, model: AEINet, backend: str = "cpu", dtype: torch.dtype = torch.float32):
         super().__init__()
+        if dtype not in HALF_BACKENDS:
+            raise ValueError(f"dtype must be one of {list(HALF_BACKENDS)}, got {dtype!r}")
+        if backend not in HALF_BACKENDS[dtype]:
+            raise ValueError(f"dtype={dtype} needs backend in {HALF_BACKENDS[dtype]} (the C++ "
+                             f"and CUDA kernels are float32-only), got backend={backend!r}")
         model = model.eval()
         self.config = model.config
         self.backend = backend
+        self.dtype = dtype
         self.down = nn.ModuleList(_EngineConvNormAct(b) for b in model.encoder.down)
         self.up = nn.ModuleList(_EngineConvNormAct(u.body) for u in model.encoder.up)
-        self.bottleneck = model.bottleneck
-        self.start = model.generator.start
+        self.bottleneck = model.bottleneck          # shared, stays float32 (a tiny GEMM)
+        self.start = nn.Parameter(model.generator.start.detach().clone(), requires_grad=False)
         self.blocks = nn.ModuleList(_EngineAADResBlock(b, backend) for b in model.generator.blocks)
         self.ids_per_block = [len(b.id_channels()) for b in model.generator.blocks]
+        if dtype != torch.float32:
+            for part in (self.down, self.up, self.blocks):
+                part.to(dtype)
+            self.start.data = self.start.data.to(dtype)
 
     def _up(self, x: torch.Tensor) -> torch.Tensor:
         return aad_ops.upsample_bilinear2x(x, self.backend)
@@ -150,9 +172,12 @@ class EngineAEINet(nn.Module):
         return self.generate(crop, identity)
 
     def generate(self, crop: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        """``forward`` without inference mode (what torch.compile traces)."""
-        z_att = self.attributes(crop)
+        """``forward`` without inference mode (what torch.compile traces). Returns float32
+        whatever ``self.dtype`` is."""
+        z_att = self.attributes(crop.to(self.dtype))
         ids = self.bottleneck(identity)       # whitening + one GEMM -> [(gamma_id, beta_id)]
+        if self.dtype != torch.float32:
+            ids = [(g.to(self.dtype), b.to(self.dtype)) for g, b in ids]
         n = crop.shape[0]
         h = self.start.expand(n, -1, -1, -1).contiguous(memory_format=torch.channels_last)
         pos = 0
@@ -162,4 +187,4 @@ class EngineAEINet(nn.Module):
             pos += k
             if i + 1 < len(self.blocks):
                 h = self._up(h)
-        return torch.tanh(h)
+        return torch.tanh(h).float()

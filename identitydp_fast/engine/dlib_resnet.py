@@ -15,6 +15,11 @@ scale. Agreement with the reference: <= 1e-5 max abs (tests/test_dlib_resnet_eng
 On a GPU cuDNN would run float32 convolutions in TF32 by default (torch's
 ``cudnn.allow_tf32``), which moves descriptors by ~1e-4 (measured on an H200): the
 engine turns TF32 off inside its forward unless built with ``allow_tf32=True``.
+
+Half precision (``dtype=torch.float16`` / ``torch.bfloat16``; backends 'triton' and
+'reference'): the convolutions and residual joins store that dtype (the joins add in
+float32), the pooling + fc run in float32. Bounds against the float32 descriptors:
+tests/test_dlib_resnet_engine.py.
 """
 from __future__ import annotations
 
@@ -48,10 +53,18 @@ class EngineDlibResNet(nn.Module):
     """The identity encoder network on an engine backend ('cpu', 'cuda', 'triton' or
     'reference' for the residual join). See the module docstring."""
 
-    def __init__(self, weights: DlibResNetWeights, backend: str = "cpu", allow_tf32: bool = False):
+    def __init__(self, weights: DlibResNetWeights, backend: str = "cpu", allow_tf32: bool = False,
+                 dtype: torch.dtype = torch.float32):
         super().__init__()
+        from .aei_net import HALF_BACKENDS
+        if dtype not in HALF_BACKENDS:
+            raise ValueError(f"dtype must be one of {list(HALF_BACKENDS)}, got {dtype!r}")
+        if backend not in HALF_BACKENDS[dtype]:
+            raise ValueError(f"dtype={dtype} needs backend in {HALF_BACKENDS[dtype]} (the C++ "
+                             f"and CUDA kernels are float32-only), got backend={backend!r}")
         self.backend = backend
         self.allow_tf32 = allow_tf32
+        self.dtype = dtype
         convs, affines = weights.convs, weights.affines
         self.stem = _folded_conv(convs[0], affines[0], input_mean=weights.input_mean)
         layers = []
@@ -62,17 +75,22 @@ class EngineDlibResNet(nn.Module):
         self.down = [down for _, down in BLOCKS]
         self.fc = nn.Linear(weights.fc_weight.shape[1], weights.fc_weight.shape[0], bias=False)
         self.fc.weight = nn.Parameter(weights.fc_weight.clone(), requires_grad=False)
+        if dtype != torch.float32:      # the convolutions only: pooling and fc stay float32
+            self.stem.to(dtype)
+            self.convs.to(dtype)
 
     @classmethod
-    def from_file(cls, path=None, backend: str = "cpu", allow_tf32: bool = False) -> "EngineDlibResNet":
-        return cls(load_dlib_resnet_weights(path), backend=backend, allow_tf32=allow_tf32)
+    def from_file(cls, path=None, backend: str = "cpu", allow_tf32: bool = False,
+                  dtype: torch.dtype = torch.float32) -> "EngineDlibResNet":
+        return cls(load_dlib_resnet_weights(path), backend=backend, allow_tf32=allow_tf32,
+                   dtype=dtype)
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 3, 150, 150) float32 RGB in [0, 255] -> (N, 128) float32."""
         if x.dim() != 4 or tuple(x.shape[1:]) != (3, CHIP_SIZE, CHIP_SIZE):
             raise ValueError(f"x must have shape (N, 3, {CHIP_SIZE}, {CHIP_SIZE}), got {tuple(x.shape)}")
-        x = x.to(torch.float32).contiguous(memory_format=torch.channels_last)
+        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         if x.is_cuda and not self.allow_tf32:
             cudnn = torch.backends.cudnn
             with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
@@ -87,4 +105,4 @@ class EngineDlibResNet(nn.Module):
             y = torch.relu_(self.convs[2 * b](x))
             y = self.convs[2 * b + 1](y)
             x = residual_add_relu(y, x, down, self.backend)  # fused zero-fill add + ReLU
-        return self.fc(x.mean(dim=(2, 3)))             # (N, 128)
+        return self.fc(x.float().mean(dim=(2, 3)))     # (N, 128), float32

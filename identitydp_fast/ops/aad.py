@@ -6,8 +6,9 @@ kernels/triton/aad.py; test: tests/test_aad.py; benchmark: bench/bench_aad.py.
 
 Tensors are logical NCHW; the kernels work on channels-last memory, so tensors in
 ``torch.channels_last`` format cross without a copy (others are copied once), and the
-results are returned in channels_last format. The kernel backends take float32; the
-reference takes any float dtype.
+results are returned in channels_last format. The cpu and cuda kernels take float32,
+the Triton kernels float32, float16 or bfloat16 (float32 arithmetic, one rounding on
+store: the engine's half-precision mode), the reference any float dtype.
 """
 from __future__ import annotations
 
@@ -33,8 +34,14 @@ def _check_4d(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{name} must be a 4-D (N, C, H, W) tensor, got {shape}")
 
 
+#: storage dtypes each backend takes (the arithmetic is float32 in every kernel)
+KERNEL_DTYPES = {"cpu": (torch.float32,), "cuda": (torch.float32,),
+                 "triton": (torch.float32, torch.float16, torch.bfloat16)}
+
+
 def _check_tensors(backend: str, **tensors: torch.Tensor) -> None:
-    """Same device for all; floating dtype (float32 for the kernel backends)."""
+    """Same device and dtype for all; a floating dtype the backend takes (KERNEL_DTYPES:
+    the C++/CUDA kernels are float32-only, Triton also takes float16 / bfloat16)."""
     first_name, first = next(iter(tensors.items()))
     for name, t in tensors.items():
         if t.device != first.device:
@@ -43,9 +50,12 @@ def _check_tensors(backend: str, **tensors: torch.Tensor) -> None:
         if backend == "reference":
             if not t.is_floating_point():
                 raise TypeError(f"{name} must have a floating dtype, got {t.dtype}")
-        elif t.dtype != torch.float32:
-            raise TypeError(f"{name} must be float32 for backend={backend!r}, got {t.dtype}; "
-                            "convert with .float() or use backend='reference'")
+        elif t.dtype not in KERNEL_DTYPES[backend]:
+            raise TypeError(f"{name} must be one of {KERNEL_DTYPES[backend]} for "
+                            f"backend={backend!r}, got {t.dtype}; convert it, or use "
+                            "backend='triton' (half precision) or 'reference'")
+        if t.dtype != first.dtype:
+            raise TypeError(f"{name} is {t.dtype} but {first_name} is {first.dtype}; use one dtype")
 
 
 def _nhwc(t: torch.Tensor) -> torch.Tensor:
@@ -138,7 +148,7 @@ def upsample_bilinear2x(x: torch.Tensor, residual: torch.Tensor | None = None,
         return up if residual is None else up + residual
     xs = _nhwc(x)
     res = None if residual is None else _nhwc(residual)
-    out = torch.empty((n, 2 * hh, 2 * ww, c), dtype=torch.float32, device=x.device)
+    out = torch.empty((n, 2 * hh, 2 * ww, c), dtype=x.dtype, device=x.device)
     if backend in ("cpu", "cuda"):
         _native.native().upsample_bilinear2x(_native.capsule(xs),
                                              None if res is None else _native.capsule(res),

@@ -32,6 +32,13 @@ def residual_add_relu(main: torch.Tensor, shortcut: torch.Tensor, pool_shortcut:
     if main.dim() != 4 or shortcut.dim() != 4 or main.shape[0] != shortcut.shape[0]:
         raise ValueError(f"main and shortcut must be (N, C, H, W) with the same N, got "
                          f"{tuple(main.shape)} and {tuple(shortcut.shape)}")
+    if main.dtype != shortcut.dtype or main.device != shortcut.device:
+        raise TypeError(f"main ({main.dtype}, {main.device}) and shortcut ({shortcut.dtype}, "
+                        f"{shortcut.device}) must share dtype and device")
+    from .aad import KERNEL_DTYPES
+    if backend in KERNEL_DTYPES and main.dtype not in KERNEL_DTYPES[backend]:
+        raise TypeError(f"backend={backend!r} takes {KERNEL_DTYPES[backend]}, got {main.dtype}; "
+                        "use backend='triton' (half precision) or 'reference'")
     n, c, h, w = output_shape(main, shortcut, pool_shortcut)
     main_nhwc = main.permute(0, 2, 3, 1).contiguous()  # no copy for channels_last input
     sc_nhwc = shortcut.permute(0, 2, 3, 1).contiguous()

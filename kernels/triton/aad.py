@@ -1,5 +1,6 @@
-"""The AAD layer's fused ops in Triton, NHWC float32 (FaceShifter's adaptive attentional
-denormalisation).
+"""The AAD layer's fused ops in Triton, NHWC (FaceShifter's adaptive attentional
+denormalisation). Tensors are float32, float16 or bfloat16 (all of one call alike); the
+arithmetic is float32 whatever the storage (statistics in float64), rounded once on store.
 
     instance_norm     out = (h - mean) / sqrt(var + eps)  per (n, c) over (H, W), biased var
     aad_blend_relu    m = sigmoid(logit);  out = relu((1 - m) (ga h + ba) + m (gi h + bi))
@@ -90,8 +91,8 @@ def _inorm_apply_kernel(h_ptr, stats_ptr, out_ptr, total, HWC, C, BLOCK: tl.cons
     st = stats_ptr + (n * C + c) * 2
     mean = tl.load(st, mask=ok, other=0.0)
     rstd = tl.load(st + 1, mask=ok, other=0.0)
-    x = tl.load(h_ptr + i, mask=ok, other=0.0)
-    tl.store(out_ptr + i, (x - mean) * rstd, mask=ok)
+    x = tl.load(h_ptr + i, mask=ok, other=0.0).to(tl.float32)
+    tl.store(out_ptr + i, ((x - mean) * rstd).to(out_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit
@@ -103,19 +104,19 @@ def _aad_blend_kernel(h_ptr, ga_ptr, ba_ptr, gi_ptr, bi_ptr, lg_ptr, out_ptr, to
     c = i % C
     pix = i // C  # (n, y, x)
     nc = (pix // HW) * C + c
-    h = tl.load(h_ptr + i, mask=ok, other=0.0)
-    ga = tl.load(ga_ptr + i, mask=ok, other=0.0)
-    ba = tl.load(ba_ptr + i, mask=ok, other=0.0)
-    gi = tl.load(gi_ptr + nc, mask=ok, other=0.0)
-    bi = tl.load(bi_ptr + nc, mask=ok, other=0.0)
-    lg = tl.load(lg_ptr + pix, mask=ok, other=0.0)
+    h = tl.load(h_ptr + i, mask=ok, other=0.0).to(tl.float32)
+    ga = tl.load(ga_ptr + i, mask=ok, other=0.0).to(tl.float32)
+    ba = tl.load(ba_ptr + i, mask=ok, other=0.0).to(tl.float32)
+    gi = tl.load(gi_ptr + nc, mask=ok, other=0.0).to(tl.float32)
+    bi = tl.load(bi_ptr + nc, mask=ok, other=0.0).to(tl.float32)
+    lg = tl.load(lg_ptr + pix, mask=ok, other=0.0).to(tl.float32)
     m = 1.0 / (1.0 + tl.exp(-lg))
     a = ga * h + ba
     b = gi * h + bi
     v = (1.0 - m) * a + m * b
     if RELU:
         v = tl.where(v < 0.0, 0.0, v)
-    tl.store(out_ptr + i, v, mask=ok)
+    tl.store(out_ptr + i, v.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit
@@ -144,18 +145,18 @@ def _upsample2x_kernel(x_ptr, res_ptr, out_ptr, total, H, W, C,
     lx0 = 1.0 - lx1
     r0 = (n * H + y0) * W
     r1 = (n * H + y1) * W
-    a = tl.load(x_ptr + (r0 + x0) * C + c, mask=ok, other=0.0)
-    b = tl.load(x_ptr + (r0 + x1) * C + c, mask=ok, other=0.0)
-    cc = tl.load(x_ptr + (r1 + x0) * C + c, mask=ok, other=0.0)
-    d = tl.load(x_ptr + (r1 + x1) * C + c, mask=ok, other=0.0)
+    a = tl.load(x_ptr + (r0 + x0) * C + c, mask=ok, other=0.0).to(tl.float32)
+    b = tl.load(x_ptr + (r0 + x1) * C + c, mask=ok, other=0.0).to(tl.float32)
+    cc = tl.load(x_ptr + (r1 + x0) * C + c, mask=ok, other=0.0).to(tl.float32)
+    d = tl.load(x_ptr + (r1 + x1) * C + c, mask=ok, other=0.0).to(tl.float32)
     v = ly0 * (lx0 * a + lx1 * b) + ly1 * (lx0 * cc + lx1 * d)
     if HAS_RES:
-        v += tl.load(res_ptr + i, mask=ok, other=0.0)
-    tl.store(out_ptr + i, v, mask=ok)
+        v += tl.load(res_ptr + i, mask=ok, other=0.0).to(tl.float32)
+    tl.store(out_ptr + i, v.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 def instance_norm(h: torch.Tensor, eps: float, out: torch.Tensor) -> torch.Tensor:
-    """h, out: (N, H, W, C) NHWC float32 contiguous."""
+    """h, out: (N, H, W, C) NHWC contiguous, one float dtype."""
     n, hh, ww, c = h.shape
     hw = hh * ww
     if h.numel() == 0:
@@ -178,7 +179,7 @@ def instance_norm(h: torch.Tensor, eps: float, out: torch.Tensor) -> torch.Tenso
 def aad_blend_relu(h: torch.Tensor, ga: torch.Tensor, ba: torch.Tensor, gi: torch.Tensor,
                    bi: torch.Tensor, logits: torch.Tensor, relu: bool,
                    out: torch.Tensor) -> torch.Tensor:
-    """h, ga, ba, out: (N, H, W, C); gi, bi: (N, C); logits: (N, H, W); float32 contiguous."""
+    """h, ga, ba, out: (N, H, W, C); gi, bi: (N, C); logits: (N, H, W); contiguous, one float dtype."""
     n, hh, ww, c = h.shape
     total = h.numel()
     if total == 0:
@@ -191,7 +192,7 @@ def aad_blend_relu(h: torch.Tensor, ga: torch.Tensor, ba: torch.Tensor, gi: torc
 
 def upsample_bilinear2x(x: torch.Tensor, residual: torch.Tensor | None,
                         out: torch.Tensor) -> torch.Tensor:
-    """x: (N, H, W, C); residual (or None), out: (N, 2H, 2W, C); float32 contiguous."""
+    """x: (N, H, W, C); residual (or None), out: (N, 2H, 2W, C); contiguous, one float dtype."""
     n, hh, ww, c = x.shape
     total = out.numel()
     if total == 0:
