@@ -18,9 +18,12 @@ Defined behaviour at the edges:
   all) drops found faces whose unclipped box is smaller: for anonymisation, keeping every
   face is the safe default.
 
-dlib's objects are created once per process, on first use, under a lock. The HOG
-detector and the shape predictor are read-only after loading and may be called from
-several threads; the MMOD network keeps per-call state, so its calls are serialised.
+dlib's objects are created on first use, under a lock: the shape predictor once per
+process (read-only after loading, shared by all threads); the HOG detector once per
+THREAD, because dlib's object_detector keeps scratch buffers in the instance and releases
+the GIL, so two threads calling one instance get each other's detections or crash
+(tests/test_detect_threads.py); the MMOD network keeps per-call state, so its calls are
+serialised.
 """
 from __future__ import annotations
 
@@ -83,11 +86,21 @@ def model_path(name: str) -> Path:
 _lock = threading.Lock()
 _mmod_lock = threading.Lock()
 _cache: dict = {}
+_per_thread = threading.local()   # .hog = (pid, detector): one HOG detector per thread
 
 
 def _dlib_object(key: str):
-    """The process's dlib object for key ('hog', 'mmod', 'landmarks'), created once."""
+    """The dlib object for key ('hog': this thread's; 'mmod', 'landmarks': the process's),
+    created once."""
     pid = os.getpid()  # a forked child rebuilds its own (and its own lock state)
+    if key == "hog":
+        mine = getattr(_per_thread, "hog", None)
+        if mine is None or mine[0] != pid:
+            import dlib
+
+            mine = (pid, dlib.get_frontal_face_detector())
+            _per_thread.hog = mine
+        return mine[1]
     obj = _cache.get((pid, key))
     if obj is not None:
         return obj
