@@ -65,5 +65,12 @@ for cfg in fast-128 paper-256; do
       --repeats 20 --json "$OUT/e2e-$cfg-b$b.json" 2>&1 | tail -9 | tee -a "$OUT/e2e.log"
   done
 done
+echo "== concurrent load (bench/load_test.py): 4 threads share one Anonymizer, every result checked, RSS over 2000 calls"
+# needs the packaged default model in the build; without it the script says so and exits 2.
+# One result file (the device tool returns at most 8): the output, then its markdown and JSON.
+rm -rf /tmp/idp-load
+timeout 240 "$PY" "$OLDPWD/bench/load_test.py" --device cuda --threads 4 --requests 10 \
+  --calls-for-leak 2000 --out /tmp/idp-load 2>&1 | tee "$OUT/load.log" | tail -6
+cat /tmp/idp-load/load-*.md /tmp/idp-load/load-*.json >> "$OUT/load.log" 2>/dev/null
 echo "== summary: tests rc=$tests_rc ($(tail -1 "$OUT/tests.log"))"
 exit $tests_rc
