@@ -8,6 +8,7 @@ Subcommands (this release):
   identitydp bench     end-to-end latency of the anonymisation network per backend
   identitydp backends  list the backends usable on this machine
   identitydp anonymize replace the faces in image files and folders (identitydp_fast/cli_anonymize.py)
+  identitydp anonymize-video  replace the faces in a video, one release per face track (cli_video.py)
 """
 from __future__ import annotations
 
@@ -202,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_anonymize import add_parser as add_anonymize
 
     add_anonymize(sub)
+    from .cli_video import add_parser as add_anonymize_video
+
+    add_anonymize_video(sub)
     bk = sub.add_parser("backends", help="list the backends usable on this machine")
     bk.set_defaults(func=cmd_backends)
     return parser

@@ -58,8 +58,7 @@ def clips(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def anonymizer(tmp_path_factory):
-    from identitydp_fast.anonymizer import Anonymizer
+def model_path(tmp_path_factory):
     from identitydp_fast.models.weights import save_model
     from identitydp_fast.reference.aei_net import AEINet
 
@@ -68,7 +67,14 @@ def anonymizer(tmp_path_factory):
     model.bottleneck.set_identity_statistics(torch.randn(64, 128), clip=5.0)
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     save_model(model, path)
-    return Anonymizer(model=str(path), epsilon=10.0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def anonymizer(model_path):
+    from identitydp_fast.anonymizer import Anonymizer
+
+    return Anonymizer(model=str(model_path), epsilon=10.0)
 
 
 class Spy:
@@ -234,3 +240,35 @@ def test_exact_fps():
     assert video.exact_fps(25.0) == 25 and video.exact_fps(12.5) == Fraction(25, 2)
     with pytest.raises(ValueError):
         video.exact_fps(0.0)
+
+
+def test_cli(clips, model_path, tmp_path, capsys):
+    from identitydp_fast.cli import main
+
+    out, report = tmp_path / "out.mkv", tmp_path / "report.json"
+    rc = main(["anonymize-video", str(clips["face"]), str(out), "--model", str(model_path),
+               "--epsilon", "20", "--key", KEY, "--report", str(report)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "12 frames 256x256 at 24 fps" in text and "no extra epsilon per frame" in text
+    rec = json.loads(report.read_text())
+    assert rec["frames"] == 12 and rec["privacy"]["releases"] == len(rec["tracks"]) >= 1
+    assert rec["privacy"]["epsilon_per_track"] == [20.0]
+    assert all(t["releases"] == 1 and t["key_supplied"] for t in rec["tracks"])
+    assert probe_video(out).audio_codecs == ("aac",)
+    # refusals: one line on stderr, exit 1, nothing written
+    before = out.read_bytes()
+    assert main(["anonymize-video", str(clips["face"]), str(out), "--model", str(model_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("identitydp anonymize-video: error:") and "exists" in err and err.count("\n") == 1
+    assert out.read_bytes() == before
+    assert main(["anonymize-video", str(clips["face"]), str(clips["face"])]) == 1
+    assert "the output is the input" in capsys.readouterr().err
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    assert main(["anonymize-video", str(bad), str(tmp_path / "x.mp4")]) == 1
+    assert "not a readable video" in capsys.readouterr().err
+    assert main(["anonymize-video", str(clips["face"]), str(tmp_path / "y.mp4"), "--model",
+                 str(tmp_path / "missing.safetensors")]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err
+    assert _leftovers(tmp_path) == []
