@@ -1,5 +1,6 @@
 # identitydp-fast: set up, demo, test, benchmark.
 #   make demo   create .venv, install torch + the package, run the main job
+#               (anonymised examples and demo_out/side_by_side.png)
 #   make test   create .venv, install, run the test suite (what CI runs)
 #   make bench  CPU benchmarks (pytest-benchmark), saved under .benchmarks/
 #   make cuda-check  compile every CUDA kernel for sm_90 (no GPU needed)
@@ -29,6 +30,9 @@ demo: setup
 	$(BIN)/identitydp noise --n 8 --epsilon 300 --centered --clip 4
 	$(BIN)/identitydp identity examples/astronaut.png --epsilon 1000
 	$(BIN)/identitydp identity examples/astronaut.png --epsilon 30
+	# anonymise the examples (needs the packaged model) and show original | anonymised
+	$(BIN)/identitydp anonymize examples --out demo_out --overwrite
+	$(BIN)/python tools/side_by_side.py examples demo_out --out demo_out/side_by_side.png
 
 test: setup
 	$(BIN)/python -m pytest -q
