@@ -29,7 +29,7 @@ fi
 WHEEL="$(ls "$WORK"/dist/identitydp_fast-*.whl)"
 say "built $(basename "$WHEEL") in $(( $(date +%s) - start )) s"
 
-if ! "$PY" -m zipfile -l "$WHEEL" | grep -q "identitydp_fast/weights/fast-128.safetensors"; then
+if ! "$PY" -c "import sys, zipfile; sys.exit('identitydp_fast/weights/fast-128.safetensors' not in zipfile.ZipFile(sys.argv[1]).namelist())" "$WHEEL"; then
   fail "$(basename "$WHEEL") lacks identitydp_fast/weights/fast-128.safetensors, the default model \
 that \`identitydp anonymize\` loads: commit it under identitydp_fast/weights/ (the wheel packs the \
 whole identitydp_fast folder)"
