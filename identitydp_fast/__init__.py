@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import keys as _keys
 from ._backends import backends
+from .anonymizer import Anonymizer, FaceResult
 from .geometry.detect import FaceRecord, detect_faces
 from .identity_dp import IdentityDP, IdentityDPResult
 from .identity_encoder import IdentityEncoder
@@ -16,7 +17,8 @@ from .privacy import LaplaceParams, laplace_params
 
 __version__ = "0.1.0"
 __all__ = ["backends", "keystream", "IdentityDP", "IdentityDPResult", "LaplaceParams",
-           "laplace_params", "IdentityEncoder", "detect_faces", "FaceRecord", "__version__"]
+           "laplace_params", "IdentityEncoder", "detect_faces", "FaceRecord", "Anonymizer",
+           "FaceResult", "__version__"]
 
 
 def keystream(key: bytes, nonce: bytes, counter: int, length: int, backend: str = "auto") -> bytes:

@@ -27,52 +27,44 @@ from identitydp_fast.evaluation import harness  # noqa: E402
 
 
 def model_anonymizers(model_path, epsilons, data_root, n_donors: int = 32, backend: str = "cpu"):
-    """name -> anonymizer for a trained AEINet: ``dp-eps<e>`` per epsilon and ``swap``."""
-    from identitydp_fast.geometry.align import crop_face_ellipse, crop_transform, dlib_face_chips
-    from identitydp_fast.geometry.image_io import read_image
-    from identitydp_fast.identity_encoder import IdentityEncoder
-    from identitydp_fast.models.weights import load_model
-    from identitydp_fast.reference.warp_affine import feathered_ellipse, paste_back, warp_affine
-    from identitydp_fast.training.data import _read_face_rows, split_lfw_identities
-    from identitydp_fast.training.degrade import degrade_inner_face
+    """name -> anonymizer for a trained AEINet: ``dp-eps<e>`` per epsilon and ``swap``.
 
-    model = load_model(model_path)
-    size = model.config.crop_size
-    encoder = IdentityEncoder(backend=backend)
-    (cx, cy), (rx, ry) = crop_face_ellipse(size)
-    mask = feathered_ellipse(size, size, (cx, cy), (rx, ry), harness.MASK_FEATHER,
-                             dtype=torch.float64)
+    Both run the library's pipeline (identitydp_fast.Anonymizer: alignment, the attribute
+    input with the inner face degraded as in training, generator, feathered paste-back):
+    ``dp-eps<e>`` is ``Anonymizer.anonymize`` at that epsilon (the probe's key, face 0 on
+    stream 0); ``swap`` is ``Anonymizer.render`` with a donor's RAW descriptor (no noise).
+    """
+    from identitydp_fast.anonymizer import Anonymizer, check_epsilon
+    from identitydp_fast.geometry.detect import FaceRecord
+    from identitydp_fast.geometry.image_io import read_image
+    from identitydp_fast.training.data import _read_face_rows, split_lfw_identities
+
+    epsilons = [check_epsilon(e) for e in epsilons]   # a bad value fails here, not mid-run
+    anon = Anonymizer(model_path, epsilon=epsilons[0] if epsilons else 10.0, backend=backend)
     # donors for the no-noise swap: training-split LFW people (never the evaluated ones)
     csv_path = Path(data_root) / "lfw_landmarks.csv"
     train, _ = split_lfw_identities(csv_path)
     train = set(train)
     rows = [r for r in _read_face_rows(csv_path) if r["path"].split("/")[0] in train]
     idx = np.linspace(0, len(rows) - 1, n_donors).round().astype(int)
-    donors = torch.cat([encoder(dlib_face_chips(read_image(Path(data_root) / "lfw" / rows[i]["path"]),
-                                                rows[i]["landmarks"][None])) for i in idx])
 
-    def generate(image, face, identity_fn, key):
-        m = crop_transform(face.landmarks, size)                       # (1, 2, 3)
-        img = torch.from_numpy(np.ascontiguousarray(image))[None]
-        crop = warp_affine(img, m, size, size)                         # (1, 3, S, S) 0..255
-        desc = encoder(dlib_face_chips(image, face.landmarks[None])).float()
-        with torch.no_grad():
-            # the attribute input the model was trained on: the crop with its inner face blurred
-            x_att = degrade_inner_face(crop.float() / 127.5 - 1.0)
-            new = model(x_att, identity_fn(desc, key).float())
-        new = ((new[0].permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255)
-        return paste_back(image, new.double(), m[0], mask)
+    def donor_face(lm):
+        lo, hi = lm.min(axis=0), lm.max(axis=0)
+        return FaceRecord(box=(*np.floor(lo).astype(int), *np.ceil(hi).astype(int)),
+                          landmarks=lm, score=float("nan"))
+
+    donors = torch.cat([anon.describe(read_image(Path(data_root) / "lfw" / rows[i]["path"]),
+                                      [donor_face(rows[i]["landmarks"])]) for i in idx])
 
     out = {}
     for eps in epsilons:
         def dp(image, face, key, eps=eps):
-            return generate(image, face,
-                            lambda d, k: model.bottleneck.privatise(d, eps, key=k)[0], key)
+            return anon.anonymize(image, [face], key=key, epsilon=eps)[0]
         out[f"dp-eps{eps:g}"] = dp
 
     def swap(image, face, key):
         j = int.from_bytes(hashlib.sha256(key).digest()[:4], "little") % len(donors)
-        return generate(image, face, lambda d, k: donors[j:j + 1], key)
+        return anon.render(image, [face], donors[j:j + 1])[0]
     out["swap"] = swap
     return out
 
@@ -90,7 +82,8 @@ def main(argv=None) -> int:
                     help="comma list of baselines (blur, pixelate, identity)")
     ap.add_argument("--model", default=None, help="trained AEINet safetensors (adds dp-eps*, swap)")
     ap.add_argument("--epsilons", default="1,10,30,100,300,1000")
-    ap.add_argument("--backend", default="cpu", help="identity encoder backend")
+    ap.add_argument("--backend", default="cpu",
+                    help="backend of the identity encoder (and, with --model, of the generator and the noise)")
     args = ap.parse_args(argv)
 
     from identitydp_fast.training.data import default_data_root
