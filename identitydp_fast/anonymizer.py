@@ -25,6 +25,17 @@ Per image, every face batched through each network in one forward (DESIGN.md sec
    so no seam or box edge shows. Every pixel outside the union of the pasted ellipses is
    returned bit-identical to the input (in the input's own dtype and mode).
 
+Inputs and outputs (pipeline/image_kinds.py has the full table): numpy or torch arrays
+(H, W, 3) RGB, (H, W) or (H, W, 1) grey, (H, W, 4) RGBA, in uint8, uint16 or float in
+[0, 1] (torch on any device), and PIL images of any mode. The result is the same kind,
+shape, dtype, device and (for PIL) mode: grey stays grey (the model sees R = G = B), alpha
+is returned untouched, 16-bit and float inputs keep their full precision wherever the face
+was not pasted (pasted pixels are 8-bit values scaled to the input's range); PIL modes
+without a direct equivalent (P, PA, CMYK, YCbCr, LAB, HSV, ...) come back as RGB, or RGBA
+when they have transparency, and bilevel "1" as L; PIL images are made upright by their
+EXIF orientation first and come back without EXIF. Other dtypes or layouts raise a
+TypeError / ValueError naming the problem. The input is never modified.
+
 What epsilon guarantees: each face's released identity vector is (effective_epsilon,
 delta)-DP with respect to replacing the person (identity_dp.py, README "What epsilon
 guarantees"); ``FaceResult`` reports both per face. The generator's attribute path (the
