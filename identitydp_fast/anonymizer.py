@@ -40,7 +40,7 @@ What epsilon guarantees: each face's released identity vector is (effective_epsi
 delta)-DP with respect to replacing the person (identity_dp.py, README "What epsilon
 guarantees"); ``FaceResult`` reports both per face. The generator's attribute path (the
 crop with its inner face blurred) is NOT covered: identity can leak through pose, hair and
-face shape. That leak is measured, not claimed (tools/evaluate.py).
+face shape. That leak is measured, not claimed (``identitydp evaluate``, docs/MODEL_CARD.md).
 
 Keys and noise streams: ``key=None`` draws a fresh 256-bit key from the OS CSPRNG for the
 call (``key_supplied`` False; nobody can reproduce the noise). A caller key (32 bytes or 64
@@ -52,10 +52,11 @@ key (the video pipeline derives one per track).
 
 Threads: one Anonymizer may be used from many threads at once (tests/test_anonymizer.py
 checks threaded results against serial ones). The networks run under inference mode and
-keep no per-call state. Detection is serialised by a process-wide lock: dlib's HOG
-detector object is NOT thread-safe (concurrent ``run`` calls on different images abort or
-segfault, reproduced with 4 threads), and dlib's objects are shared by the whole process
-(geometry/detect.py). Everything after detection runs in parallel.
+keep no per-call state. Detection runs in parallel too: dlib's HOG detector object is NOT
+thread-safe (concurrent ``run`` calls on one object returned other threads' faces or
+crashed, reproduced with 3-4 threads), so geometry/detect.py keeps one per thread; the
+shape predictor is shared (safe in 2,000 concurrent calls) and the MMOD net runs under
+its own lock (tests/test_detect_threads.py).
 
 Devices: geometry (warps, chips, paste-back) runs on the CPU, the networks and the noise on
 ``device``; only crops, chips and vectors cross.
@@ -65,7 +66,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -93,9 +93,6 @@ DEFAULT_EPSILON = 10.0
 PASTE_FEATHER = 0.15
 CHIP_SIZE, CHIP_PADDING = 150, 0.25  # dlib's identity chip (identity_encoder.py)
 
-# dlib's detector objects are process-wide (geometry/detect.py) and the HOG detector is not
-# thread-safe: every Anonymizer detects under this one lock
-_DETECT_LOCK = threading.Lock()
 
 
 def check_epsilon(epsilon, name: str = "epsilon") -> float:
@@ -403,8 +400,7 @@ class Anonymizer:
         desc = self._encoder(chip)
         vectors, _ = self._release(desc, bytes(_keys.KEY_BYTES), self.epsilon, record=False)
         self._generate(torch.zeros(1, 3, s, s, device=self.device), vectors)
-        with _DETECT_LOCK:
-            detect_faces(np.zeros((64, 64, 3), dtype=np.uint8), self.detector, 0)
+        detect_faces(np.zeros((64, 64, 3), dtype=np.uint8), self.detector, 0)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
@@ -414,8 +410,7 @@ class Anonymizer:
         return None if key is None else _keys.check_key(key)
 
     def _detect(self, rgb: np.ndarray) -> list[FaceRecord]:
-        with _DETECT_LOCK:
-            faces = detect_faces(rgb, self.detector, self.upsample, self.min_size)
+        faces = detect_faces(rgb, self.detector, self.upsample, self.min_size)
         return [f for f in faces if f.score >= self.min_score]
 
     def _faces(self, rgb: np.ndarray, faces) -> list[FaceRecord]:

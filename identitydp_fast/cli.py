@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_video import add_parser as add_anonymize_video
 
     add_anonymize_video(sub)
+    from .evaluation.command import add_parser as add_evaluate
+
+    add_evaluate(sub)
     bk = sub.add_parser("backends", help="list the backends usable on this machine")
     bk.set_defaults(func=cmd_backends)
     return parser

@@ -1,5 +1,6 @@
 """Evaluation metrics (synthetic data with known answers) and a tiny harness run on
 held-out LFW people (skipped without ../shared/data)."""
+import json
 import math
 
 import numpy as np
@@ -108,3 +109,36 @@ def test_tiny_harness(tmp_path):
         assert (tmp_path / f).stat().st_size > 0, f
     table = (tmp_path / "results.md").read_text()
     assert "| identity |" in table and "| blur |" in table
+
+
+def test_evaluate_command(tmp_path, capsys):
+    """``identitydp evaluate`` end to end on 2 people with a random (untrained) model: the
+    generator rows exist and are computed; a model that cannot load stops with exit 2."""
+    root = _data_root()
+    if not (root / "lfw_landmarks.csv").is_file() or not (root / "lfw").is_dir():
+        pytest.skip(f"shared LFW data not found at {root} (set IDP_DATA)")
+    import torch
+
+    from identitydp_fast.cli import main
+    from identitydp_fast.models.weights import save_model
+    from identitydp_fast.reference.aei_net import AEINet
+    torch.manual_seed(0)
+    model = AEINet("fast-128").eval()
+    desc = 2.5 * torch.nn.functional.normalize(torch.randn(1, 128)) + 0.12 * torch.randn(64, 128)
+    model.bottleneck.set_identity_statistics(desc, clip=5.0)
+    weights = tmp_path / "m.safetensors"
+    save_model(model, weights)
+    out = tmp_path / "ev"
+    rc = main(["evaluate", "--data", str(root), "--out", str(out), "--people", "2",
+               "--probes", "1", "--gallery-per-person", "3", "--epsilons", "1",
+               "--methods", "identity", "--model", str(weights)])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["methods"]) == ["identity", "dp-eps1", "swap"]
+    dp = res["methods"]["dp-eps1"]["clean"]
+    assert 0.0 <= dp["rank1"] <= 1.0 and dp["psnr_out"] == 100.0
+    assert "| dp-eps1 |" in capsys.readouterr().out
+    rc = main(["evaluate", "--data", str(root), "--out", str(tmp_path / "e2"),
+               "--model", str(tmp_path / "missing.safetensors")])
+    assert rc == 2
+    assert "could not be loaded" in capsys.readouterr().err

@@ -22,7 +22,7 @@
 An anonymizer is a callable ``(image uint8 (H, W, 3), face FaceRecord, key bytes(32)) ->
 image uint8 (H, W, 3)``. Built in: ``blur`` (Gaussian, radius w/8 over the face box),
 ``pixelate`` (the face box as 8x8 blocks), ``identity`` (no change: the privacy floor /
-utility ceiling). A trained generator is the caller's anonymizer (tools/evaluate.py);
+utility ceiling). A trained generator is the caller's anonymizer (evaluation/command.py);
 nothing here assumes a model exists.
 
 Outputs in ``out_dir``: ``results.json``, ``results.md`` (the table), ``privacy_utility.png``
