@@ -209,3 +209,15 @@ def test_hinge_losses():
     zeros = [torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, 2)]
     assert float(d_hinge_loss(zeros, zeros)) == pytest.approx(4.0)
     assert float(g_hinge_loss([z + 1 for z in zeros])) == pytest.approx(-2.0)
+
+
+def test_masks_cached_under_inference_mode_stay_usable_for_training():
+    """The Anonymizer degrades crops under inference mode first; the cached mask must
+    still serve a later training step with autograd."""
+    from identitydp_fast.training.degrade import _mask_cpu
+    _mask_cpu.cache_clear()
+    with torch.inference_mode():
+        degrade_inner_face(torch.zeros(1, 3, 96, 96))
+    x = torch.zeros(1, 3, 96, 96, requires_grad=True)
+    degrade_inner_face(x).sum().backward()
+    assert x.grad is not None

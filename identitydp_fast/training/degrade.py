@@ -61,7 +61,10 @@ def inner_face_ellipse(size: int) -> tuple[tuple[float, float], tuple[float, flo
 @lru_cache(maxsize=8)
 def _mask_cpu(size: int, feather: float) -> torch.Tensor:
     centre, axes = _inner_face_geometry(size)
-    return feathered_ellipse(size, size, centre, axes, feather=feather)
+    # a normal tensor even when first asked for under inference mode (the Anonymizer):
+    # a cached inference tensor would break autograd in a later training step
+    with torch.inference_mode(False):
+        return feathered_ellipse(size, size, centre, axes, feather=feather)
 
 
 def inner_face_mask(size: int, feather: float = _INNER_FEATHER, device=None,
@@ -137,6 +140,7 @@ _JPEG_LUMA = torch.tensor([
 
 
 @lru_cache(maxsize=4)
+@torch.inference_mode(False)   # cached: must not become an inference tensor (see _mask_cpu)
 def _dct8() -> torch.Tensor:
     """Orthonormal 8x8 DCT-II matrix D (rows: frequencies); coefficients = D B D^T."""
     k = torch.arange(8, dtype=torch.float64)[:, None]
