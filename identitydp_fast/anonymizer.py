@@ -66,6 +66,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -233,11 +234,22 @@ class Anonymizer:
             (0.3 drops the patch and ~1% of those LFW faces). The default 0.0 keeps every
             detection: a missed face is a privacy failure, a false one only alters a patch.
         min_size: detections whose box side is below it (pixels) are dropped (0: keep all).
+        dtype: torch.float32 (default), or torch.float16 / torch.bfloat16 for the identity
+            encoder and the generator (backend 'triton' on a GPU: half-precision
+            convolutions, float32 arithmetic in the fused kernels; bounds in
+            tests/test_aei_net_engine.py and tests/test_dlib_resnet_engine.py). The noise
+            and the released vectors are float32 whatever the dtype.
+        cuda_graph_batches: face counts (e.g. ``(1, 2, 4)``) for which the generator is
+            captured once as a CUDA graph (engine/cuda_graph.py) and replayed: calls with
+            exactly that many faces skip the per-kernel launch cost; other counts run
+            eagerly. GPU engine backends only. Replays of one graph are serialised by a
+            lock (its buffers are shared), so threads stay safe.
     """
 
     def __init__(self, model=None, epsilon: float = DEFAULT_EPSILON, device="cpu",
                  backend: str = "auto", detector: str = "hog", upsample: int = 1,
-                 min_score: float = 0.0, min_size: int = 0):
+                 min_score: float = 0.0, min_size: int = 0, dtype: torch.dtype = torch.float32,
+                 cuda_graph_batches: Sequence[int] = ()):
         from .identity_encoder import IdentityEncoder
         from .reference.warp_affine import feathered_ellipse
 
@@ -261,6 +273,18 @@ class Anonymizer:
         if self.device.type not in ("cpu", "cuda"):
             raise ValueError(f"device must be a CPU or CUDA device, got {self.device}")
         self.backend = _backends.resolve(backend, self.device)
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be torch.float32, float16 or bfloat16, got {dtype!r}")
+        if dtype != torch.float32 and self.backend != "triton":
+            raise ValueError(f"dtype={dtype} needs backend='triton' (its kernels take half "
+                             f"precision; the {self.backend!r} path is float32-only)")
+        self.dtype = dtype
+        graph_batches = sorted({int(b) for b in cuda_graph_batches})
+        if graph_batches and (self.device.type != "cuda" or self.backend not in ("cuda", "triton")):
+            raise ValueError("cuda_graph_batches needs device='cuda' and backend 'cuda' or "
+                             f"'triton', got device={self.device}, backend={self.backend!r}")
+        if any(b < 1 for b in graph_batches):
+            raise ValueError(f"cuda_graph_batches must be positive face counts, got {graph_batches}")
 
         self.model, self.model_path = _load(model, self.device)
         self.crop_size = int(self.model.config.crop_size)
@@ -269,8 +293,16 @@ class Anonymizer:
             self._generator = self.model
         else:
             from .engine.aei_net import EngineAEINet
-            self._generator = EngineAEINet(self.model, self.backend).to(self.device).eval()
-        self._encoder = IdentityEncoder(backend=self.backend, device=self.device)
+            self._generator = EngineAEINet(self.model, self.backend, dtype).to(self.device).eval()
+        self._encoder = IdentityEncoder(backend=self.backend, device=self.device, dtype=dtype)
+        self._graphs = {}
+        for b in graph_batches:
+            from .engine.cuda_graph import CUDAGraphed
+            s = self.crop_size
+            graphed = CUDAGraphed(self._generator.generate,
+                                  torch.zeros(b, 3, s, s, device=self.device),
+                                  torch.zeros(b, 128, device=self.device))
+            self._graphs[b] = (graphed, threading.Lock())
         # geometry runs on the CPU: the warp kernel where _C is built, the reference otherwise
         self._geometry_backend = ("reference" if self.backend == "reference"
                                   else _backends.resolve("auto", "cpu"))
@@ -521,7 +553,13 @@ class Anonymizer:
 
         with torch.inference_mode():
             x_att = degrade_inner_face(crops, self.degrade_sigma)
-            y = self._generator(x_att, identities.to(self.device))
+            graph = self._graphs.get(int(crops.shape[0]))
+            if graph is not None:
+                graphed, lock = graph
+                with lock:
+                    y = graphed(x_att, identities.to(self.device, torch.float32))
+            else:
+                y = self._generator(x_att, identities.to(self.device))
         if not bool(torch.isfinite(y).all()):
             raise RuntimeError(f"the generator produced NaN or inf (model "
                                f"{self.model_path or 'in memory'}, backend {self.backend}); "

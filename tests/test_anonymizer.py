@@ -605,6 +605,40 @@ def test_cuda_device_matches_cpu(model_path, anon, astro_faces):
     assert t.is_cuda and np.array_equal(t.cpu().numpy(), a)
 
 
+def test_half_precision_and_graph_options_checked(model_path):
+    with pytest.raises(ValueError, match="needs backend='triton'"):
+        Anonymizer(model_path, backend="cpu", dtype=torch.float16)
+    with pytest.raises(ValueError, match="dtype must be"):
+        Anonymizer(model_path, dtype=torch.float64)
+    with pytest.raises(ValueError, match="cuda_graph_batches needs device='cuda'"):
+        Anonymizer(model_path, cuda_graph_batches=(1,))
+
+
+def test_half_precision_triton(model_path, anon, small_faces):
+    """fp16 through the Triton kernels (the CPU interpreter here): same faces, close pixels
+    (the bound of tests/test_aei_net_engine.py, 3e-2 on [-1, 1], is ~4 grey levels)."""
+    if "triton" not in __import__("identitydp_fast").backends():
+        pytest.skip("triton is not installed")
+    half = Anonymizer(model_path, backend="triton", dtype=torch.float16)
+    a, ra = half.anonymize(SMALL, small_faces, key=K1)
+    b, rb = anon.anonymize(SMALL, small_faces, key=K1)
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.max() <= 8 and diff.mean() < 1.0, (diff.max(), diff.mean())
+    assert [r.effective_epsilon for r in ra] == [r.effective_epsilon for r in rb]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_cuda_graph_path_matches_eager(model_path, astro_faces, backend):
+    eager = Anonymizer(model_path, device="cuda", backend=backend)
+    graphed = Anonymizer(model_path, device="cuda", backend=backend, cuda_graph_batches=(1, 2))
+    for faces in (astro_faces[:1], astro_faces):     # 1 and 2 faces: both graphs replayed
+        a, _ = eager.anonymize(ASTRO, faces, key=K1)
+        b, _ = graphed.anonymize(ASTRO, faces, key=K1)
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
 # ---- shared data ---------------------------------------------------------------------------
 
 def test_lfw_images(anon):
