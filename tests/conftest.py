@@ -44,3 +44,26 @@ def kernel(request):
 def impl(request):
     """(backend, device) for every backend, the CPU reference included."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> str:
+    """A random-init fast-128 AEI-Net saved to disk (every stage of the pipeline runs; the
+    output is not a face). Its public DP statistics come from dlib-like descriptors (one
+    shared direction plus spread). Skips when dlib's ResNet file, which the Anonymizer
+    needs for the identity, is not installed."""
+    try:
+        from identitydp_fast.models.files import model_file
+        model_file("resnet")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    from identitydp_fast.models.weights import save_model
+    from identitydp_fast.reference.aei_net import AEINet
+
+    torch.manual_seed(0)
+    model = AEINet("fast-128")
+    desc = torch.randn(64, 128, generator=torch.Generator().manual_seed(1)) * 0.05 + 0.09
+    model.bottleneck.set_identity_statistics(desc, clip=5.0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(model.eval(), path)
+    return str(path)

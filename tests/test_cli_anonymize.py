@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from identitydp_fast.cli import main
 
@@ -21,24 +20,8 @@ KEY = "5a" * 32
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    """A random-init fast-128 AEI-Net with realistic public statistics, saved to disk."""
-    try:
-        from identitydp_fast.models.files import model_file
-        model_file("resnet")
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    from identitydp_fast.models.weights import save_model
-    from identitydp_fast.reference.aei_net import AEINet
-
-    torch.manual_seed(0)
-    model = AEINet("fast-128")
-    # dlib-like descriptors: one shared direction plus spread
-    desc = torch.randn(64, 128, generator=torch.Generator().manual_seed(1)) * 0.05 + 0.09
-    model.bottleneck.set_identity_statistics(desc, clip=5.0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(model.eval(), path)
-    return str(path)
+def model_path(tiny_model_path):
+    return tiny_model_path
 
 
 def _face(size=200) -> Image.Image:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
@@ -44,24 +43,10 @@ SEEDS = _seeds()
 
 
 @pytest.fixture(scope="module")
-def anonymizer(tmp_path_factory):
+def anonymizer(tiny_model_path):
     """A real Anonymizer on a random-init fast-128 model (every stage runs)."""
-    try:
-        from identitydp_fast.models.files import model_file
-        model_file("resnet")
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
     from identitydp_fast.anonymizer import Anonymizer
-    from identitydp_fast.models.weights import save_model
-    from identitydp_fast.reference.aei_net import AEINet
-
-    torch.manual_seed(0)
-    model = AEINet("fast-128")
-    desc = torch.randn(64, 128, generator=torch.Generator().manual_seed(1)) * 0.05 + 0.09
-    model.bottleneck.set_identity_statistics(desc, clip=5.0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(model.eval(), path)
-    return Anonymizer(model=str(path), epsilon=10.0)
+    return Anonymizer(model=tiny_model_path, epsilon=10.0)
 
 
 def _check(data: bytes, anonymizer) -> None:

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("dlib")
 
@@ -22,16 +21,8 @@ def _load_test_module():
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from identitydp_fast.models.weights import save_model
-    from identitydp_fast.reference.aei_net import AEINet
-
-    torch.manual_seed(1)
-    model = AEINet("fast-128")
-    model.bottleneck.set_identity_statistics(torch.randn(64, 128), clip=5.0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(model, path)
-    return path
+def tiny_model(tiny_model_path):
+    return tiny_model_path
 
 
 def test_load_test_runs_and_checks(tiny_model, tmp_path, capsys):

@@ -58,16 +58,8 @@ def clips(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    from identitydp_fast.models.weights import save_model
-    from identitydp_fast.reference.aei_net import AEINet
-
-    torch.manual_seed(0)
-    model = AEINet("fast-128")
-    model.bottleneck.set_identity_statistics(torch.randn(64, 128), clip=5.0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_model(model, path)
-    return path
+def model_path(tiny_model_path):
+    return tiny_model_path
 
 
 @pytest.fixture(scope="module")
