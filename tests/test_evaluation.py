@@ -129,12 +129,12 @@ def test_evaluate_command(tmp_path, capsys):
     weights = tmp_path / "m.safetensors"
     save_model(model, weights)
     out = tmp_path / "ev"
-    rc = main(["evaluate", "--data", str(root), "--out", str(out), "--people", "2",
+    rc = main(["evaluate", "--data", str(root), "--out", str(out), "--people", "2", "--raw-epsilons", "1",
                "--probes", "1", "--gallery-per-person", "3", "--epsilons", "1",
                "--methods", "identity", "--model", str(weights)])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
-    assert list(res["methods"]) == ["identity", "dp-eps1", "swap"]
+    assert list(res["methods"]) == ["identity", "dp-eps1", "swap", "dp-eps1-raw"]
     dp = res["methods"]["dp-eps1"]["clean"]
     assert 0.0 <= dp["rank1"] <= 1.0 and dp["psnr_out"] == 100.0
     assert "| dp-eps1 |" in capsys.readouterr().out

@@ -7,7 +7,8 @@ no-noise identity swap, in one run.
     identitydp evaluate --baselines-only --out eval_base   # no generator
 
 The generator rows are ``dp-eps<e>`` (``Anonymizer.anonymize`` at that epsilon, keyed per
-probe) and ``swap`` (``Anonymizer.render`` with a training-split donor's RAW descriptor,
+probe; ``dp-eps<e>-raw`` with ``--raw-epsilons``: without the typical-identity
+post-processing of the release) and ``swap`` (``Anonymizer.render`` with a training-split donor's RAW descriptor,
 no noise: the privacy floor of an identity swap). No generator numbers are ever
 invented: a model that cannot be loaded stops the command (exit 2). Writes results.md,
 results.json, privacy_utility.png and samples.png into --out (the harness:
@@ -28,7 +29,8 @@ from . import harness
 DEFAULT_EPSILONS = "1,10,30,100,300,1000"
 
 
-def model_anonymizers(model_path, epsilons, data_root, n_donors: int = 32, backend: str = "cpu"):
+def model_anonymizers(model_path, epsilons, data_root, n_donors: int = 32, backend: str = "cpu",
+                      raw_epsilons=()):
     """name -> anonymizer for a trained AEINet: ``dp-eps<e>`` per epsilon and ``swap``.
 
     Both run the library's pipeline (identitydp_fast.Anonymizer: alignment, the attribute
@@ -68,6 +70,13 @@ def model_anonymizers(model_path, epsilons, data_root, n_donors: int = 32, backe
         j = int.from_bytes(hashlib.sha256(key).digest()[:4], "little") % len(donors)
         return anon.render(image, [face], donors[j:j + 1])[0]
     out["swap"] = swap
+    if raw_epsilons:   # the raw mechanism output, without the typical-identity post-processing
+        raw = Anonymizer(model_path, epsilon=epsilons[0] if epsilons else 10.0, backend=backend,
+                         typical_identity=False)
+        for eps in [check_epsilon(e) for e in raw_epsilons]:
+            def dp_raw(image, face, key, eps=eps):
+                return raw.anonymize(image, [face], key=key, epsilon=eps)[0]
+            out[f"dp-eps{eps:g}-raw"] = dp_raw
     return out
 
 
@@ -88,6 +97,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     help="AEI-Net weights (default: the packaged default model)")
     ap.add_argument("--baselines-only", action="store_true", help="do not run a generator")
     ap.add_argument("--epsilons", default=DEFAULT_EPSILONS)
+    ap.add_argument("--raw-epsilons", default="",
+                    help="also run these epsilons WITHOUT the typical-identity post-processing "
+                         "(rows dp-eps<e>-raw)")
     ap.add_argument("--backend", default="cpu",
                     help="backend of the identity encoder, the generator and the noise")
     ap.set_defaults(func=run)
@@ -114,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
         model = args.model or DEFAULT_MODEL_PATH
         try:
             epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]
-            extra = model_anonymizers(model, epsilons, data_root, backend=args.backend)
+            raw = [float(e) for e in args.raw_epsilons.split(",") if e.strip()]
+            extra = model_anonymizers(model, epsilons, data_root, backend=args.backend,
+                                      raw_epsilons=raw)
         except Exception as exc:  # never fake the generator's rows
             print(f"identitydp evaluate: error: the model {model} could not be loaded or run: "
                   f"{exc}", file=sys.stderr)

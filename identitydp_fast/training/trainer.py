@@ -74,6 +74,8 @@ class Trainer:
         use_pipeline: put ``real_pipeline`` before the identity net.
         log_every: print averaged losses every this many steps (no tqdm dependency).
         device: 'cpu' or 'cuda'.
+        typical_identity: DP steps feed the generator the release post-processed onto
+            the shell of typical identities, as the Anonymizer does (bottleneck.release).
     """
 
     def __init__(self, cache_dir, out_dir, config="fast-128", batch_size: int = 8,
@@ -81,7 +83,8 @@ class Trainer:
                  p_rec: float = 0.3, p_dp: float = 0.3, eps_range=(10.0, 1000.0),
                  degrade_sigma: float | None = None, weights: dict | None = None,
                  ema_decay: float = 0.999, use_pipeline: bool = True, log_every: int = 10,
-                 device: str = "cpu", verbose: bool = True, identity_net=None):
+                 device: str = "cpu", verbose: bool = True, identity_net=None,
+                 typical_identity: bool = True):
         self.cache_dir, self.out_dir = Path(cache_dir), Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(device)
@@ -91,6 +94,7 @@ class Trainer:
         self.d_steps, self.ema_decay = int(d_steps), float(ema_decay)
         self.use_pipeline, self.log_every, self.verbose = use_pipeline, int(log_every), verbose
         self.weights = dict(DEFAULT_WEIGHTS, **(weights or {}))
+        self.typical_identity = bool(typical_identity)
         self.lr_g, self.lr_d = float(lr_g), float(lr_d)
 
         # ---- data (uint8 crops kept in memory, converted per batch)
@@ -160,8 +164,11 @@ class Trainer:
         x = self.crops[idx].to(self.device).permute(0, 3, 1, 2).contiguous().float() / 127.5 - 1.0
         v = self.descriptors[src].clone()
         for i in np.flatnonzero(dp):
-            v[i:i + 1], _ = self.g.bottleneck.privatise(v[i:i + 1], float(eps[i]), key=keys[i],
-                                                         backend=self._dp_backend)
+            # what inference feeds the generator: the release, post-processed onto the
+            # shell of typical identities (bottleneck.release; same guarantee)
+            v[i:i + 1], _ = self.g.bottleneck.release(v[i:i + 1], float(eps[i]), key=keys[i],
+                                                       backend=self._dp_backend,
+                                                       typical=self.typical_identity)
         return x, v.to(self.device), torch.from_numpy(rec & ~dp).to(self.device), dp, eps
 
     def train_step(self) -> dict:
@@ -347,7 +354,8 @@ class Trainer:
         z = m.attributes(x_att)
         rec = m.generator(z, m.bottleneck(e.to(self.device)))
         swap = m.generator(z, m.bottleneck(e.roll(-1, 0).to(self.device)))
-        noisy, _ = m.bottleneck.privatise(e, epsilon, key=bytes(32), backend=self._dp_backend)
+        noisy, _ = m.bottleneck.release(e, epsilon, key=bytes(32), backend=self._dp_backend,
+                                        typical=self.typical_identity)
         dpo = m.generator(z, m.bottleneck(noisy.to(self.device)))
         cols = [x, x_att, rec, swap, dpo]
         # rows = samples, columns = cols: (3, n S, 5 S)
@@ -365,6 +373,7 @@ class Trainer:
                 "p_dp": self.p_dp, "eps_range": list(self.eps_range),
                 "degrade_sigma": self.degrade_sigma, "weights": self.weights,
                 "ema_decay": self.ema_decay, "real_pipeline": self.use_pipeline,
+                "typical_identity": self.typical_identity,
                 "attribute_input": "inner face degraded (Gaussian blur in a feathered ellipse)"}
 
     def summary(self) -> dict:

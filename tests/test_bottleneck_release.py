@@ -1,0 +1,81 @@
+"""IdentityBottleneck.release / to_typical_identity: the post-processing that moves a
+released identity vector onto the shell of typical identities (reference/bottleneck.py),
+and its use by the Anonymizer."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from identitydp_fast.reference.aei_net import AEINet
+
+
+@pytest.fixture(scope="module")
+def bottleneck():
+    gen = torch.Generator().manual_seed(0)
+    shared = torch.randn(128, generator=gen)
+    desc = 2.5 * shared / shared.norm() + 0.12 * torch.randn(500, 128, generator=gen)
+    model = AEINet("fast-128").eval()
+    model.bottleneck.set_identity_statistics(desc, clip=5.0)
+    return model.bottleneck, desc
+
+
+def test_typical_norm_matches_training_spread(bottleneck):
+    b, desc = bottleneck
+    u = torch.nn.functional.normalize(desc.double(), dim=1)
+    rms = ((u - u.mean(0)) ** 2).sum(1).mean().sqrt()
+    # input_std is the unbiased std: sqrt(M / (M - 1)) = 1 + 1e-3 above the biased rms
+    assert b.typical_residual_norm() == pytest.approx(float(rms) * (500 / 499) ** 0.5, rel=1e-6)
+
+
+def test_far_vectors_are_shrunk_to_rho_and_near_ones_kept(bottleneck):
+    b, desc = bottleneck
+    mu, rho, r = b.dp_center.double(), b.typical_residual_norm(), float(b.dp_output_norm)
+    gen = torch.Generator().manual_seed(1)
+    far = torch.randn(7, 128, generator=gen)                     # random directions
+    out = b.to_typical_identity(far).double()
+    assert torch.allclose(out.norm(dim=1), torch.full((7,), r, dtype=torch.float64), rtol=1e-6)
+    u = out / out.norm(dim=1, keepdim=True)
+    assert torch.allclose((u - mu).norm(dim=1), torch.full((7,), rho, dtype=torch.float64),
+                          rtol=1e-5)
+    # the part orthogonal to the centre keeps its direction
+    mu_hat = mu / mu.norm()
+    def orth(x):
+        x = x.double() - (x.double() @ mu_hat)[:, None] * mu_hat
+        return torch.nn.functional.normalize(x, dim=1)
+    assert torch.allclose(orth(out), orth(far), atol=1e-6)
+    # a vector already within rho of the centre comes back unchanged (up to its norm)
+    near = (mu + 0.5 * rho * torch.nn.functional.normalize(torch.randn(3, 128, generator=gen,
+                                                                     dtype=torch.float64), dim=1))
+    back = b.to_typical_identity(near.float() * 3.0).double()
+    assert torch.allclose(back / r, near / near.norm(dim=1, keepdim=True), atol=1e-6)
+
+
+def test_release_is_privatise_then_postprocessing(bottleneck):
+    b, desc = bottleneck
+    raw, r1 = b.release(desc[:4], 1.0, key=bytes(32), typical=False)
+    typ, r2 = b.release(desc[:4], 1.0, key=bytes(32))
+    priv, r3 = b.privatise(desc[:4], 1.0, key=bytes(32))
+    assert torch.equal(raw, priv)
+    assert torch.allclose(typ, b.to_typical_identity(priv))
+    assert r1.effective_epsilon == r2.effective_epsilon == r3.effective_epsilon
+    # at epsilon 1 the noise dominates: the raw release is far outside the shell
+    mu, rho = b.dp_center, b.typical_residual_norm()
+    far = (torch.nn.functional.normalize(raw, dim=1) - mu).norm(dim=1)
+    assert bool((far > 1.5 * rho).all())
+
+
+def test_anonymizer_uses_it(tiny_model_path):
+    import numpy as np
+
+    from identitydp_fast import Anonymizer
+    from identitydp_fast.geometry.image_io import read_image
+    from pathlib import Path
+    img = read_image(Path(__file__).resolve().parents[1] / "examples" / "astronaut.png")[40:220, 130:310]
+    a = Anonymizer(tiny_model_path, epsilon=1.0, min_score=0.5)
+    raw = Anonymizer(tiny_model_path, epsilon=1.0, min_score=0.5, typical_identity=False)
+    faces = a.detect(img)
+    va = a.release_identities(img, faces, key=bytes(32))
+    vr = raw.release_identities(img, faces, key=bytes(32))
+    assert torch.allclose(va, a.model.bottleneck.to_typical_identity(vr))
+    out, res = a.render(img, faces, va)        # the ledger knows the post-processed vector
+    assert res[0].epsilon == 1.0 and np.isfinite(res[0].effective_epsilon)
