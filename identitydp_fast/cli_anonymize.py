@@ -49,6 +49,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="64 hex characters: reproducible mode (per-file keys derived from it); "
                         "default: a fresh CSPRNG key per image")
     p.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda", "triton"])
+    p.add_argument("--min-score", type=float, default=0.0,
+                   help="drop detections scoring below this (dlib HOG margin; default 0 keeps "
+                        "all: a missed face is a privacy failure; 0.3 drops weak false hits)")
+    p.add_argument("--upsample", type=int, default=1, choices=range(0, 5), metavar="{0..4}",
+                   help="times the detector doubles the image first (small faces; ~4x time per step)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="files decoded ahead of the one being anonymised (bounds memory; default 4)")
@@ -91,7 +96,8 @@ def _check_args(args) -> bytes | None:
 def _make_anonymizer(args):
     from .anonymizer import Anonymizer
 
-    kw = {"model": args.model, "device": args.device, "backend": args.backend}
+    kw = {"model": args.model, "device": args.device, "backend": args.backend,
+          "min_score": args.min_score, "upsample": args.upsample}
     if args.epsilon is not None:
         kw["epsilon"] = args.epsilon
     try:

@@ -39,6 +39,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="64 hex characters: reproducible mode (one key per track derived from it); "
                         "default: fresh CSPRNG keys")
     p.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda", "triton"])
+    p.add_argument("--min-score", type=float, default=0.0,
+                   help="drop detections scoring below this (dlib HOG margin; default 0 keeps "
+                        "all: a missed face is a privacy failure; 0.3 drops weak false hits)")
+    p.add_argument("--upsample", type=int, default=1, choices=range(0, 5), metavar="{0..4}",
+                   help="times the detector doubles the image first (small faces; ~4x time per step)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--model", default=None, metavar="PATH",
                    help="AEI-Net weights file (default: the packaged model)")
@@ -74,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
     kw = {} if args.epsilon is None else {"epsilon": args.epsilon}
     try:
-        anon = Anonymizer(model=args.model, device=args.device, backend=args.backend, **kw)
+        anon = Anonymizer(model=args.model, device=args.device, backend=args.backend,
+                          min_score=args.min_score, upsample=args.upsample, **kw)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
         return _error(exc, 2)
     done = [0]

@@ -358,3 +358,18 @@ def test_file_keys_differ_per_path_and_key():
     keys = {file_key(k1, "a.jpg"), file_key(k1, "b.jpg"), file_key(k1, "sub/a.jpg"), file_key(k2, "a.jpg")}
     assert len(keys) == 4 and all(len(k) == 32 for k in keys)
     assert file_key(k1, "a.jpg") == file_key(k1, "a.jpg")
+
+
+def test_min_score_drops_weak_detections(tmp_path, model_path, capsys):
+    """The astronaut photo: her face scores 1.16, the mission patch 0.12 (a false face)."""
+    import json
+    import shutil
+    shutil.copy(ASTRONAUT, tmp_path / "a.png")
+    faces = {}
+    for score in (0.0, 0.3):
+        rep = tmp_path / f"r{score}.json"
+        code, _, _ = _run([str(tmp_path / "a.png"), "--out", str(tmp_path / f"o{score}"),
+                           "--min-score", str(score), "--report", str(rep)], model_path, capsys)
+        assert code == 0
+        faces[score] = len(json.loads(rep.read_text())["files"][0]["faces"])
+    assert faces == {0.0: 2, 0.3: 1}
