@@ -530,7 +530,7 @@ def test_pipeline_is_the_reference_composition(anon_ref, model_path, small_faces
     crop = warp_affine(torch.from_numpy(SMALL)[None], m, 128, 128, mean=(127.5,) * 3,
                        scale=1 / 127.5).float()
     desc = IdentityEncoder("reference")(dlib_face_chips(SMALL, lm))
-    released, _ = model.bottleneck.privatise(desc, 10.0, key=K1, backend="reference")
+    released, _ = model.bottleneck.release(desc, 10.0, key=K1, backend="reference")  # + typical
 
     def render(sigma):
         with torch.no_grad():
