@@ -19,6 +19,7 @@ import sys
 import warnings
 
 from . import batch_files
+from .cli_options import add_anonymizer_options
 from .image_codec import MAX_PIXELS
 
 _PROG = "identitydp anonymize"
@@ -43,25 +44,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "done; 1: some files failed; 2: could not start.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
-    p.add_argument("--epsilon", type=float, default=None,
-                   help="privacy budget per face identity (default: the Anonymizer's)")
-    p.add_argument("--key", default=None, metavar="HEX",
-                   help="64 hex characters: reproducible mode (per-file keys derived from it); "
-                        "default: a fresh CSPRNG key per image")
-    p.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda", "triton"])
-    p.add_argument("--min-score", type=float, default=0.0,
-                   help="drop detections scoring below this (dlib HOG margin; default 0 keeps "
-                        "all: a missed face is a privacy failure; 0.3 drops weak false hits)")
-    p.add_argument("--upsample", type=int, default=1, choices=range(0, 5), metavar="{0..4}",
-                   help="times the detector doubles the image first (small faces; ~4x time per step)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    add_anonymizer_options(p, "face identity", "per-file keys derived from it")
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="files decoded ahead of the one being anonymised (bounds memory; default 4)")
     p.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     p.add_argument("--report", metavar="FILE.json", help="write a JSON report (per file and totals)")
-    p.add_argument("--model", default=None, metavar="PATH",
-                   help="AEI-Net weights file (default: the packaged model)")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
                    help=f"refuse images with more pixels, checked before decoding (decompression "
                         f"bombs; default and maximum {MAX_PIXELS})")

@@ -14,6 +14,8 @@ import argparse
 import os
 import sys
 
+from .cli_options import add_anonymizer_options
+
 _PROG = "identitydp anonymize-video"
 
 
@@ -33,20 +35,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     ".avi .webm).")
     p.add_argument("input", metavar="IN", help="input video")
     p.add_argument("output", metavar="OUT", help="output video (never the input)")
-    p.add_argument("--epsilon", type=float, default=None,
-                   help="privacy budget per face track (default: the Anonymizer's)")
-    p.add_argument("--key", default=None, metavar="HEX",
-                   help="64 hex characters: reproducible mode (one key per track derived from it); "
-                        "default: fresh CSPRNG keys")
-    p.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda", "triton"])
-    p.add_argument("--min-score", type=float, default=0.0,
-                   help="drop detections scoring below this (dlib HOG margin; default 0 keeps "
-                        "all: a missed face is a privacy failure; 0.3 drops weak false hits)")
-    p.add_argument("--upsample", type=int, default=1, choices=range(0, 5), metavar="{0..4}",
-                   help="times the detector doubles the image first (small faces; ~4x time per step)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--model", default=None, metavar="PATH",
-                   help="AEI-Net weights file (default: the packaged model)")
+    add_anonymizer_options(p, "face track", "one key per track derived from it")
     p.add_argument("--report", metavar="FILE.json", help="write the JSON report (tracks, releases, epsilon)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
