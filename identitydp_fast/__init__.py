@@ -1,9 +1,12 @@
 """identitydp-fast: face anonymisation with epsilon-IdentityDP (Wen et al., arXiv 2103.01745).
 
-This release holds the noise engine (the ChaCha20 keystream, the floating-point-safe
-discrete Laplace sampler and the fused epsilon-IdentityDP op on identity vectors), the
-identity encoder (dlib's face-recognition ResNet, ported) and the face geometry
-(detection, landmarks, alignment, chips), on four backends (reference, cpu, cuda, triton).
+``Anonymizer`` replaces every face of an image with a generated face whose identity
+vector was released with epsilon-IdentityDP (the packaged default model; its measured
+privacy and utility: docs/MODEL_CARD.md). Beneath it: the noise engine (the ChaCha20
+keystream, the floating-point-safe discrete Laplace sampler and the fused
+epsilon-IdentityDP op, ``IdentityDP``), the identity encoder (dlib's face-recognition
+ResNet, ported: ``IdentityEncoder``), the face geometry (``detect_faces``, alignment,
+chips) and the AEI-Net generator, on four backends (reference, cpu, cuda, triton).
 """
 from __future__ import annotations
 
