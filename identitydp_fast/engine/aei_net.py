@@ -40,6 +40,15 @@ HALF_BACKENDS = {torch.float32: ("reference", "cpu", "cuda", "triton"),
                  torch.float16: ("reference", "triton"), torch.bfloat16: ("reference", "triton")}
 
 
+def check_engine_dtype(dtype: torch.dtype, backend: str) -> None:
+    """ValueError unless ``backend`` runs ``dtype`` (HALF_BACKENDS); shared by both engines."""
+    if dtype not in HALF_BACKENDS:
+        raise ValueError(f"dtype must be one of {list(HALF_BACKENDS)}, got {dtype!r}")
+    if backend not in HALF_BACKENDS[dtype]:
+        raise ValueError(f"dtype={dtype} needs backend in {HALF_BACKENDS[dtype]} (the C++ "
+                         f"and CUDA kernels are float32-only), got backend={backend!r}")
+
+
 def _fold_conv_norm(block: _ConvNormAct) -> tuple[nn.Conv2d, nn.Module | None, float]:
     """(conv with BatchNorm folded in, remaining norm module or None, LeakyReLU slope)."""
     conv, norm, act = block[0], block[1], block[2]
@@ -132,11 +141,7 @@ class EngineAEINet(nn.Module):
 
     def __init__(self, model: AEINet, backend: str = "cpu", dtype: torch.dtype = torch.float32):
         super().__init__()
-        if dtype not in HALF_BACKENDS:
-            raise ValueError(f"dtype must be one of {list(HALF_BACKENDS)}, got {dtype!r}")
-        if backend not in HALF_BACKENDS[dtype]:
-            raise ValueError(f"dtype={dtype} needs backend in {HALF_BACKENDS[dtype]} (the C++ "
-                             f"and CUDA kernels are float32-only), got backend={backend!r}")
+        check_engine_dtype(dtype, backend)
         model = model.eval()
         self.config = model.config
         self.backend = backend

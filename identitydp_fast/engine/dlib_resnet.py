@@ -56,12 +56,8 @@ class EngineDlibResNet(nn.Module):
     def __init__(self, weights: DlibResNetWeights, backend: str = "cpu", allow_tf32: bool = False,
                  dtype: torch.dtype = torch.float32):
         super().__init__()
-        from .aei_net import HALF_BACKENDS
-        if dtype not in HALF_BACKENDS:
-            raise ValueError(f"dtype must be one of {list(HALF_BACKENDS)}, got {dtype!r}")
-        if backend not in HALF_BACKENDS[dtype]:
-            raise ValueError(f"dtype={dtype} needs backend in {HALF_BACKENDS[dtype]} (the C++ "
-                             f"and CUDA kernels are float32-only), got backend={backend!r}")
+        from .aei_net import check_engine_dtype
+        check_engine_dtype(dtype, backend)
         self.backend = backend
         self.allow_tf32 = allow_tf32
         self.dtype = dtype
