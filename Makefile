@@ -12,7 +12,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOURCES := $(wildcard csrc/*.* csrc/*/*.* kernels/*/*.* ) CMakeLists.txt pyproject.toml
 
-.PHONY: setup demo test test-fast bench cuda-check clean
+.PHONY: setup demo test test-fast bench cuda-check clean prior-ir
 
 setup: $(VENV)/.installed
 
@@ -34,7 +34,7 @@ demo: setup
 	$(BIN)/identitydp anonymize examples --out demo_out --overwrite
 	$(BIN)/python tools/side_by_side.py examples demo_out --out demo_out/side_by_side.png
 
-test: setup
+test: setup prior-ir
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
@@ -50,6 +50,16 @@ cuda-check: setup
 	  -Dpybind11_DIR=$$($(BIN)/python -m pybind11 --cmakedir) > build-cuda-check.log
 	cmake --build build/cuda-check --target idp_cuda_compile_check
 	@echo "cuda-check: every CUDA kernel compiles for sm_90"
+
+# The face prior's OpenVINO IR files (random-face, Apache-2.0 package; weights research-only):
+# the source of tools/convert_prior.py and the oracle files of tests/test_mobile_stylegan.py.
+# --no-deps: the package's own dependencies (jupyter, gdown, ...) are not needed.
+PRIOR_IR := .cache/random-face/random_face/data/SynthesisNetwork.xml
+prior-ir: $(PRIOR_IR)
+$(PRIOR_IR): | setup
+	$(BIN)/python -m pip download -q --no-deps random-face==2021.7.21.1 -d .cache/wheels
+	$(BIN)/python -m zipfile -e .cache/wheels/random_face-2021.7.21.1-py3-none-any.whl .cache/random-face
+	test -f $@
 
 clean:
 	rm -rf build dist .pytest_cache .benchmarks build-cuda-check.log
