@@ -151,14 +151,28 @@ class Synthesis(nn.Module):
 
 
 class FacePrior(nn.Module):
-    """The frozen MobileStyleGAN prior: ``mapping`` (z -> w), ``synthesis`` (W+ -> image) and
-    ``w_avg`` (the mean w of 4096 seeded samples, for truncation)."""
+    """The frozen MobileStyleGAN prior: ``mapping`` (z -> w), ``synthesis`` (W+ -> 1024 image),
+    ``head256`` (our wavelet head on the 128 px features -> 256 image, distilled against the
+    area-downsampled 1024 output: tools/distil_head256.py) and ``w_avg`` (the mean w of 4096
+    seeded samples, for truncation)."""
+
+    #: blocks run before the 256 head: features (N, 256, 128, 128)
+    HEAD256_BLOCKS = 5
 
     def __init__(self):
         super().__init__()
         self.mapping = MappingNetwork()
         self.synthesis = Synthesis()
+        self.head256 = WaveletToImage(spec.CHANNELS[self.HEAD256_BLOCKS])
         self.register_buffer("w_avg", torch.zeros(spec.STYLE_DIM))
+
+    def render256(self, w: torch.Tensor) -> torch.Tensor:
+        """w or W+ -> (N, 3, 256, 256): blocks 0..4, then the 256 head (reads W+[22], the
+        to_img style). Costs ~1/20 of the 1024 render."""
+        if not getattr(self, "has_head256", True):
+            raise RuntimeError("this face-prior file has no 256 head (tools/distil_head256.py trains it)")
+        wp = self.broadcast(w)
+        return self.head256(self.synthesis(wp, self.HEAD256_BLOCKS), wp[:, -1])
 
     @staticmethod
     def broadcast(w: torch.Tensor) -> torch.Tensor:
@@ -190,8 +204,10 @@ def prior_from_state(state: dict, with_w_avg: bool = True) -> FacePrior:
     left at zero until the converter computes it)."""
     prior = FacePrior()
     own = prior.state_dict()
-    if not with_w_avg:
-        own.pop("w_avg")
+    prior.has_head256 = any(k.startswith("head256.") for k in state)
+    # raw IR weights have no w_avg; a file converted before distillation has no head yet
+    own = {k: v for k, v in own.items() if (with_w_avg or k != "w_avg")
+           and (prior.has_head256 or not k.startswith("head256."))}
     state = {k: torch.as_tensor(v) for k, v in state.items()}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -200,6 +216,6 @@ def prior_from_state(state: dict, with_w_avg: bool = True) -> FacePrior:
     if missing or unexpected or shaped:
         raise ValueError(f"face-prior weights do not fit FacePrior: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}, mis-shaped {shaped[:5]}")
-    prior.load_state_dict({k: state[k] for k in own}, strict=with_w_avg)
+    prior.load_state_dict({k: state[k] for k in own}, strict=False)
     prior.requires_grad_(False)
     return prior.eval()
