@@ -138,3 +138,36 @@ def test_prior_file_errors_name_the_file(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"), metadata={"format": "x"})
     with pytest.raises(ValueError, match="not a face-prior file"):
         spec.read_prior_file(tmp_path / "other.safetensors")
+
+
+def test_head256_interface_crops_and_files_with_and_without_it():
+    """prior.head256(features (N, 256, 128, 128), w (N, 512)) -> (N, 3, 256, 256); a (k + 2h)
+    feature crop gives the exact inner 2k x 2k of the full render (h = halo, the crop trick of
+    tools/distil_head256.py); files without a head, with the 1x1-only head (loads into
+    ``skip``, same output) and with the Head256 all load."""
+    from identitydp_fast.reference.mobile_stylegan import FacePrior, Head256, WaveletToImage
+    torch.manual_seed(0)
+    head = Head256(spec.CHANNELS[FacePrior.HEAD256_BLOCKS], FacePrior.HEAD256_MID, FacePrior.HEAD256_LAYERS)
+    for p in head.parameters():
+        p.data.normal_(0, 0.05)
+    x, w = torch.randn(2, 256, 128, 128), torch.randn(2, spec.STYLE_DIM)
+    with torch.no_grad():
+        out = head(x, w)
+        assert out.shape == (2, 3, 256, 256) and torch.isfinite(out).all()
+        h, y0, k = head.halo, 40, 16
+        part = head(x[:, :, y0 - h:y0 + k + h, y0 - h:y0 + k + h], w)[:, :, 2 * h:2 * (h + k), 2 * h:2 * (h + k)]
+        assert torch.allclose(part, out[:, :, 2 * y0:2 * (y0 + k), 2 * y0:2 * (y0 + k)], atol=1e-4)
+    base = {k: v for k, v in FacePrior().state_dict().items() if not k.startswith("head256.")}
+    assert not prior_from_state(base).has_head256
+    old = WaveletToImage(256)
+    for p in old.parameters():
+        p.data.normal_(0, 0.05)
+    legacy = prior_from_state({**base, **{f"head256.{k}": v for k, v in old.state_dict().items()}})
+    new = prior_from_state({**base, **{f"head256.{k}": v for k, v in head.state_dict().items()}})
+    assert legacy.has_head256 and new.has_head256
+    with torch.no_grad():
+        assert torch.allclose(legacy.head256(x[:1], w[:1]), old(x[:1], w[:1]), atol=1e-5)
+        assert torch.allclose(new.head256(x[:1], w[:1]), out[:1], atol=1e-5)
+    packaged = load_prior()
+    with torch.no_grad():
+        assert packaged.head256(x[:1, :, :8, :8], w[:1]).shape == (1, 3, 16, 16)

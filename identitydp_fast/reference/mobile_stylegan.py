@@ -114,6 +114,51 @@ class WaveletToImage(Modulation):
         return inverse_haar(x)
 
 
+class HeadConv(Modulation):
+    """lrelu_0.2(pw1x1(dw3x3(x * s)) + bias): ModulatedConv(depthwise=True) without the fixed
+    noise map (so it runs at any size and on crops); zero padding, so a (H + 2) crop of the
+    input gives the exact inner H x H of the full-size output."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__(c_in)
+        self.dw_weight = nn.Parameter(torch.zeros(c_in, 1, 3, 3))
+        self.pw_weight = nn.Parameter(torch.zeros(c_out, c_in, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(c_out))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        x = x * self.style(w)[:, :, None, None]
+        x = F.conv2d(F.conv2d(x, self.dw_weight, padding=1, groups=x.shape[1]), self.pw_weight)
+        return F.leaky_relu(x + self.bias[:, None, None], 0.2)
+
+
+class Head256(nn.Module):
+    """The 256 head: skip(x) + to_img(convs(x)), features (N, C, H, H) -> RGB (N, 3, 2H, 2H).
+
+    ``skip`` is the pointwise WaveletToImage(C) (the first, 1x1 head); ``convs`` are
+    ``layers`` HeadConv 3x3 depthwise-separable layers C -> ``c_mid`` and ``to_img`` a
+    WaveletToImage(c_mid) adding their wavelet bands. All zeros (the default) the refining
+    branch outputs exactly 0, so a file with only the 1x1 head loads into ``skip`` unchanged
+    (``prior_from_state``). Receptive field: ``layers`` feature pixels each side (the crops of
+    tools/distil_head256.py take that halo). All layers read the same w (W+[22])."""
+
+    def __init__(self, c_in: int, c_mid: int = 64, layers: int = 1):
+        super().__init__()
+        self.skip = WaveletToImage(c_in)
+        self.convs = nn.ModuleList(HeadConv(c_in if i == 0 else c_mid, c_mid) for i in range(layers))
+        self.to_img = WaveletToImage(c_mid)
+
+    @property
+    def halo(self) -> int:
+        return len(self.convs)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, H) features, w (N, 512) -> (N, 3, 2H, 2H)."""
+        h = x
+        for conv in self.convs:
+            h = conv(h, w)
+        return self.skip(x, w) + self.to_img(h, w)
+
+
 class MappingNetwork(nn.Module):
     """w = 8 x [lrelu_0.2(h W^T + b) * sqrt(2)] of h = z / sqrt(mean(z^2) + 1e-8)."""
 
@@ -158,12 +203,15 @@ class FacePrior(nn.Module):
 
     #: blocks run before the 256 head: features (N, 256, 128, 128)
     HEAD256_BLOCKS = 5
+    #: the 256 head's refining branch (Head256): layers x 3x3 depthwise-separable, c_mid channels
+    HEAD256_MID = 64
+    HEAD256_LAYERS = 1
 
     def __init__(self):
         super().__init__()
         self.mapping = MappingNetwork()
         self.synthesis = Synthesis()
-        self.head256 = WaveletToImage(spec.CHANNELS[self.HEAD256_BLOCKS])
+        self.head256 = Head256(spec.CHANNELS[self.HEAD256_BLOCKS], self.HEAD256_MID, self.HEAD256_LAYERS)
         self.register_buffer("w_avg", torch.zeros(spec.STYLE_DIM))
 
     def render256(self, w: torch.Tensor) -> torch.Tensor:
@@ -205,6 +253,10 @@ def prior_from_state(state: dict, with_w_avg: bool = True) -> FacePrior:
     prior = FacePrior()
     own = prior.state_dict()
     prior.has_head256 = any(k.startswith("head256.") for k in state)
+    if "head256.weight" in state:  # the first, 1x1-only head: it is Head256.skip, the rest zeros
+        state = {("head256.skip." + k[8:] if k.startswith("head256.") else k): v for k, v in state.items()}
+        state.update({k: v for k, v in prior.state_dict().items()
+                      if k.startswith("head256.") and not k.startswith("head256.skip.")})
     # raw IR weights have no w_avg; a file converted before distillation has no head yet
     own = {k: v for k, v in own.items() if (with_w_avg or k != "w_avg")
            and (prior.has_head256 or not k.startswith("head256."))}
