@@ -119,6 +119,15 @@ def face_mask(shape, landmarks, size: int = MASK_CROP, feather: float = MASK_FEA
     return m.clamp(0, 1).numpy()
 
 
+def _box_around(landmarks) -> tuple:
+    """A face-sized box (left, top, right, bottom) around dlib's 5 points (eye corners and
+    nose base): 2.2 eye-widths wide, centred below the eyes."""
+    lm = np.asarray(landmarks, np.float64)
+    c = lm.mean(axis=0)
+    s = 1.1 * (lm[:, 0].max() - lm[:, 0].min())
+    return (c[0] - s, c[1] - 0.8 * s, c[0] + s, c[1] + 1.3 * s)
+
+
 def key_for(seed: int, probe: int, which: int) -> bytes:
     """A deterministic 32-byte key per (seed, probe, which): reproducible runs."""
     return hashlib.sha256(f"identitydp-eval:{seed}:{probe}:{which}".encode()).digest()
@@ -144,6 +153,48 @@ def _read_lfw(data_root: Path, held: set) -> dict[str, list[tuple[str, np.ndarra
                 lm = np.array([[float(r[f"x{i}"]), float(r[f"y{i}"])] for i in range(5)])
                 by_person.setdefault(person, []).append((r["path"], lm))
     return by_person
+
+
+def inner_face_mask_image(shape, landmarks, size: int = MASK_CROP) -> np.ndarray:
+    """(H, W) in [0, 1]: the inner-face ellipse (eyebrows to lower lip) of the model crop,
+    warped into the frame: where ``sharpness`` is measured."""
+    from ..training.degrade import inner_face_ellipse
+    h, w = int(shape[0]), int(shape[1])
+    (cx, cy), (rx, ry) = inner_face_ellipse(size)
+    ell = feathered_ellipse(size, size, (cx, cy), (rx, ry), MASK_FEATHER, dtype=torch.float64)
+    inv = invert_affine(crop_transform(landmarks, size))
+    return warp_affine(ell[None, :, :, None], inv, h, w)[0, 0].clamp(0, 1).numpy()
+
+
+class _Judge:
+    """SFace embeddings (the independent judge, evaluation/judge.py; never a training loss).
+    Faces are aligned at the ORIGINAL image's YuNet points (the attacker knows where the face
+    is, as for dlib's chips): an output is always embedded, even where no detector finds a
+    face any more. Unit rows; NaN rows where YuNet found no face in the original."""
+
+    def __init__(self):
+        from .judge import IdentityJudge
+        self.judge = IdentityJudge()
+
+    def points(self, image: np.ndarray, box) -> np.ndarray | None:
+        l, t, r, b = box
+        face = self.judge.detect_face(image, box_hint=(l, t, r + 1, b + 1))
+        return None if face is None else face[2]
+
+    def __call__(self, images: Sequence[np.ndarray], points: Sequence) -> np.ndarray:
+        out = np.full((len(images), 128), np.nan)
+        ok = [i for i, p in enumerate(points) if p is not None]
+        if ok:
+            out[ok] = self.judge.recognizer.embed_many([images[i] for i in ok], [points[i] for i in ok])
+        return out
+
+
+def _judge_or_none(log):
+    try:
+        return _Judge()
+    except FileNotFoundError as err:
+        log(f"SFace judge unavailable ({err}): its columns are left empty")
+        return None
 
 
 class _Encoder:
@@ -214,6 +265,10 @@ def evaluate(anonymizers: dict[str, Anonymizer] | None = None,
             gal_lms.append(lm)
     gal_images = [read_image(data_root / "lfw" / p) for p in gal_paths]
     gallery = encode(gal_images, gal_lms)
+    judge = _judge_or_none(log)
+    if judge is not None:  # gallery boxes from the dlib landmarks' extent
+        gal_points = [judge.points(im, _box_around(lm)) for im, lm in zip(gal_images, gal_lms)]
+        sface_gallery = judge(gal_images, gal_points)
     gal_labels = np.array(gal_labels)
     t_gallery = time.perf_counter() - t0
     log(f"gallery: {len(gal_paths)} images of {n_people} people ({t_gallery:.1f} s)")
@@ -235,6 +290,10 @@ def evaluate(anonymizers: dict[str, Anonymizer] | None = None,
     labels = np.array([p["label"] for p in probes])
     exclude = np.array([p["gallery_index"] for p in probes])
     masks = [face_mask(p["image"].shape, p["face"].landmarks) for p in probes]
+    inner = [inner_face_mask_image(p["image"].shape, p["face"].landmarks) for p in probes]
+    if judge is not None:
+        probe_points = [gal_points[p["gallery_index"]] for p in probes]
+        sface_orig = sface_gallery[exclude]
 
     results: dict = {}
     per_probe: list = [dict(person=p["person"], path=p["path"]) for p in probes]
@@ -280,7 +339,19 @@ def evaluate(anonymizers: dict[str, Anonymizer] | None = None,
                     rank1_hit=bool(hits[i]), dist_to_original=float(ver[i]), iou=float(iou),
                     landmark_shift=shift[-1], psnr_out=ps[-1],
                     diversity=float(M.pair_distance(d1[i:i + 1], d2[i:i + 1])[0]))
+            sharp = [M.sharpness(a1[i], p["image"], inner[i]) for i, p in enumerate(probes)]
+            sface = {}
+            if judge is not None:
+                e1 = judge(a1, probe_points)
+                valid = ~np.isnan(e1[:, 0])
+                s_hits = M.cosine_rank1_hits(e1[valid], labels[valid], sface_gallery, gal_labels, exclude[valid])
+                s_cos = np.sum(e1[valid] * sface_orig[valid], axis=1)
+                sface = {"rank1_sface": float(s_hits.mean()) if valid.any() else float("nan"),
+                         "verify_sface": float((s_cos >= M.SFACE_THRESHOLD).mean()) if valid.any() else float("nan"),
+                         "sface_probes": int(valid.sum())}
             results[name][cond] = {
+                **sface,
+                "sharpness": M.finite_mean(sharp),
                 "rank1": float(hits.mean()),
                 "verify": float((ver < M.DLIB_THRESHOLD).mean()),
                 "dist_to_original": float(ver.mean()),
@@ -322,6 +393,8 @@ def evaluate(anonymizers: dict[str, Anonymizer] | None = None,
 # -- reports ------------------------------------------------------------------------------
 
 _COLUMNS = (("rank1", "rank-1", "{:.3f}"), ("verify", "verify<0.6", "{:.3f}"),
+            ("rank1_sface", "SFace rank-1", "{:.3f}"), ("verify_sface", "SFace verify", "{:.3f}"),
+            ("sharpness", "sharpness", "{:.2f}"),
             ("detect", "detect", "{:.3f}"), ("landmark_shift", "lm shift/IOD", "{:.3f}"),
             ("psnr_out", "PSNR out (dB)", "{:.1f}"), ("diversity", "diversity", "{:.3f}"))
 
@@ -343,7 +416,7 @@ def markdown_table(res: dict) -> str:
     lines.append("|---" * (len(_COLUMNS) + 1) + "|")
     for name in m["methods"]:
         r = res["methods"][name]
-        cells = ["{} / {}".format(*(fmt.format(r[c][key]) for c in CONDITIONS))
+        cells = ["{} / {}".format(*(fmt.format(r[c].get(key, float("nan"))) for c in CONDITIONS))
                  for key, _, fmt in _COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "![privacy-utility](privacy_utility.png)", "", "![samples](samples.png)", ""]

@@ -23,6 +23,8 @@ import numpy as np
 
 DLIB_THRESHOLD = 0.6
 IOU_THRESHOLD = 0.5
+#: SFace (the independent judge, evaluation/judge.py): same person when cosine >= 0.30
+SFACE_THRESHOLD = 0.30
 
 
 def _np(x, dtype=np.float64) -> np.ndarray:
@@ -197,3 +199,37 @@ def psnr_mean(values, cap: float = 100.0) -> float:
     v = _np(list(values))
     v = v[~np.isnan(v)]
     return float(np.minimum(v, cap).mean()) if v.size else float("nan")
+
+
+def cosine_rank1_hits(probes, probe_labels, gallery, gallery_labels, exclude=None) -> np.ndarray:
+    """(N,) bool: the most similar gallery row (cosine of unit embeddings; rows holding NaN
+    never match) has the probe's label; gallery row ``exclude[i]`` is left out for probe i."""
+    p, g = _np(probes), _np(gallery)
+    sims = p @ g.T
+    sims = np.where(np.isnan(sims), -np.inf, sims)
+    if exclude is not None:
+        sims[np.arange(len(p)), np.asarray(exclude)] = -np.inf
+    return np.asarray(gallery_labels)[np.argmax(sims, axis=1)] == np.asarray(probe_labels)
+
+
+def high_frequency_energy(luma, weight) -> float:
+    """sum w (L - blur_1(L))^2 / sum w: the luminance energy above a 3x3 binomial low-pass,
+    inside the weight mask (H, W)."""
+    y = _np(luma)
+    k = np.array([1.0, 2.0, 1.0]) / 4
+    pad = np.pad(y, 1, mode="edge")
+    low = sum(k[i] * pad[i:i + y.shape[0], :] for i in range(3))
+    pad = np.pad(low, ((0, 0), (1, 1)), mode="edge")
+    low = sum(k[j] * pad[:, j:j + y.shape[1]] for j in range(3))
+    w = _np(weight)
+    return float(((y - low) ** 2 * w).sum() / max(w.sum(), 1e-12))
+
+
+def sharpness(output, original, weight) -> float:
+    """Realism: the high-frequency energy of the output's luminance inside the inner-face
+    mask over the original's (1.0 = as detailed as the photo; a blurred face far below;
+    far above 1 means added noise). Images (H, W, 3) on the 0..255 scale."""
+    coef = np.array([0.299, 0.587, 0.114])
+    e_out = high_frequency_energy(_np(output)[..., :3] @ coef, weight)
+    e_orig = high_frequency_energy(_np(original)[..., :3] @ coef, weight)
+    return e_out / e_orig if e_orig > 0 else float("nan")
