@@ -10,13 +10,13 @@ chips) and the AEI-Net generator, on four backends (reference, cpu, cuda, triton
 """
 from __future__ import annotations
 
-from . import keys as _keys
+from .privacy import keys as _keys
 from ._backends import backends
 from .anonymizer import Anonymizer, FaceResult
 from .geometry.detect import FaceRecord, detect_faces
-from .identity_dp import IdentityDP, IdentityDPResult
+from .privacy.identity_dp import IdentityDP, IdentityDPResult
 from .identity_encoder import IdentityEncoder
-from .privacy import LaplaceParams, laplace_params
+from .privacy.accounting import LaplaceParams, laplace_params
 
 __version__ = "0.1.0"
 __all__ = ["backends", "keystream", "IdentityDP", "IdentityDPResult", "LaplaceParams",

@@ -74,12 +74,12 @@ import numpy as np
 import torch
 
 from . import _backends
-from . import keys as _keys
+from .privacy import keys as _keys
 from .geometry.align import crop_face_ellipse, crop_template, crop_transform, dlib_face_chips
 from .geometry.detect import DETECTORS, FaceRecord, detect_faces
 from .pipeline import image_kinds
-from .pipeline.ledger import ReleaseLedger, ReleaseRecord
-from .privacy import MAX_EPSILON
+from .privacy.ledger import ReleaseLedger, ReleaseRecord
+from .privacy.accounting import MAX_EPSILON
 
 #: the packaged model (shipped with the trained release; ``$IDP_WEIGHTS`` overrides it)
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "weights" / "fast-128.safetensors"
@@ -347,7 +347,7 @@ class Anonymizer:
     def release_identities(self, image, faces=None, key=None, epsilon=None) -> torch.Tensor:
         """(N, 128) float32 CPU epsilon-IdentityDP released identity vectors, one per face
         (faces=None: detect). The identity step of ``anonymize``; ``render`` turns them into
-        faces. The release is recorded (pipeline/ledger.py) so that ``render`` reports its
+        faces. The release is recorded (privacy/ledger.py) so that ``render`` reports its
         guarantee."""
         eps = self.epsilon if epsilon is None else check_epsilon(epsilon)
         key = self._check_key(key)
@@ -589,7 +589,7 @@ class Anonymizer:
 
     @staticmethod
     def _result(face: FaceRecord, rec: ReleaseRecord | None) -> FaceResult:
-        from .pipeline.ledger import UNKNOWN
+        from .privacy.ledger import UNKNOWN
 
         rec = rec or UNKNOWN
         return FaceResult(box=face.box, landmarks=face.landmarks, score=float(face.score),

@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from .identity_dp import IdentityDP
+from .privacy.identity_dp import IdentityDP
 from .identity_encoder import IdentityEncoder
 
 

@@ -61,7 +61,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _check_args(args) -> bytes | None:
-    from .keys import check_key
+    from .privacy.keys import check_key
 
     if args.batch_size < 1:
         raise _Usage(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -59,7 +59,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import keys as _keys
+from .privacy import keys as _keys
 from .tracking import FaceTracker
 
 #: output container (by extension) -> (video encoder, audio encoder when copying fails)

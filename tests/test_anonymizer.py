@@ -22,13 +22,13 @@ from PIL import Image
 
 import identitydp_fast
 from identitydp_fast import Anonymizer, FaceRecord, FaceResult, anonymizer as anon_mod
-from identitydp_fast import keys as keys_mod
+from identitydp_fast.privacy import keys as keys_mod
 from identitydp_fast.geometry.align import crop_transform, dlib_face_chips, invert_affine
 from identitydp_fast.geometry.image_io import read_image
 from identitydp_fast.models.weights import save_model
 from identitydp_fast.pipeline import image_kinds
 from identitydp_fast.pipeline.paste import paste_faces
-from identitydp_fast.privacy import MAX_EPSILON
+from identitydp_fast.privacy.accounting import MAX_EPSILON
 from identitydp_fast.reference.aei_net import AEINet
 from identitydp_fast.reference.warp_affine import paste_back, warp_affine
 from identitydp_fast.shared_data import default_data_root

@@ -29,7 +29,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..identity_dp import IdentityDP, IdentityDPResult
+from ..privacy.identity_dp import IdentityDP, IdentityDPResult
 
 #: typical L2 norm of dlib's descriptors (1.25-1.61 on LFW, DESIGN.md 3); the default
 #: until ``set_identity_statistics`` measures it on training data.
@@ -102,7 +102,7 @@ class IdentityBottleneck(nn.Module):
         """Release (N, D) identity descriptors with epsilon-IdentityDP using the stored
         dp_center / dp_clip / dp_output_norm. Returns (released (N, D) float32, result).
 
-        The guarantee is IdentityDP's (identitydp_fast/identity_dp.py): Delta_1 = 2 dp_clip
+        The guarantee is IdentityDP's (identitydp_fast/privacy/identity_dp.py): Delta_1 = 2 dp_clip
         for every input, effective epsilon in ``result``. key=None draws a fresh key from
         the OS CSPRNG (the default); a given key is the flagged reproducible mode.
         """
