@@ -13,9 +13,9 @@ from __future__ import annotations
 from .privacy import keys as _keys
 from ._backends import backends
 from .anonymizer import Anonymizer, FaceResult
-from .geometry.detect import FaceRecord, detect_faces
+from .pipeline.detect import FaceRecord, detect_faces
 from .privacy.identity_dp import IdentityDP, IdentityDPResult
-from .identity_encoder import IdentityEncoder
+from .pipeline.identity import IdentityEncoder
 from .privacy.accounting import LaplaceParams, laplace_params
 
 __version__ = "0.1.0"

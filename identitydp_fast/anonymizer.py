@@ -7,7 +7,7 @@ change set by an epsilon-IdentityDP budget.
 
 Per image, every face batched through each network in one forward (DESIGN.md section 1):
 
-1. decode (pipeline/image_kinds.py) to (H, W, 3) uint8 RGB;
+1. decode (pipeline/decode.py) to (H, W, 3) uint8 RGB;
 2. detect: dlib HOG (or MMOD) + 5 landmarks, detections scoring below ``min_score``
    dropped; or the caller's ``FaceRecord`` list;
 3. align: the model crop (``crop_transform`` + the warp kernel of identitydp_fast/ops,
@@ -25,7 +25,7 @@ Per image, every face batched through each network in one forward (DESIGN.md sec
    so no seam or box edge shows. Every pixel outside the union of the pasted ellipses is
    returned bit-identical to the input (in the input's own dtype and mode).
 
-Inputs and outputs (pipeline/image_kinds.py has the full table): numpy or torch arrays
+Inputs and outputs (pipeline/decode.py has the full table): numpy or torch arrays
 (H, W, 3) RGB, (H, W) or (H, W, 1) grey, (H, W, 4) RGBA, in uint8, uint16 or float in
 [0, 1] (torch on any device), and PIL images of any mode. The result is the same kind,
 shape, dtype, device and (for PIL) mode: grey stays grey (the model sees R = G = B), alpha
@@ -54,7 +54,7 @@ Threads: one Anonymizer may be used from many threads at once (tests/test_anonym
 checks threaded results against serial ones). The networks run under inference mode and
 keep no per-call state. Detection runs in parallel too: dlib's HOG detector object is NOT
 thread-safe (concurrent ``run`` calls on one object returned other threads' faces or
-crashed, reproduced with 3-4 threads), so geometry/detect.py keeps one per thread; the
+crashed, reproduced with 3-4 threads), so pipeline/detect.py keeps one per thread; the
 shape predictor is shared (safe in 2,000 concurrent calls) and the MMOD net runs under
 its own lock (tests/test_detect_threads.py).
 
@@ -75,9 +75,9 @@ import torch
 
 from . import _backends
 from .privacy import keys as _keys
-from .geometry.align import crop_face_ellipse, crop_template, crop_transform, dlib_face_chips
-from .geometry.detect import DETECTORS, FaceRecord, detect_faces
-from .pipeline import image_kinds
+from .pipeline.align import crop_face_ellipse, crop_template, crop_transform, dlib_face_chips
+from .pipeline.detect import DETECTORS, FaceRecord, detect_faces
+from .pipeline import decode as _decode
 from .privacy.ledger import ReleaseLedger, ReleaseRecord
 from .privacy.accounting import MAX_EPSILON
 
@@ -96,7 +96,7 @@ DEFAULT_EPSILON = 1.0
 #: feather of the paste-back ellipse, as a fraction of its radius; the same value as
 #: evaluation.harness.MASK_FEATHER, whose "outside the face" is what this leaves untouched
 PASTE_FEATHER = 0.15
-CHIP_SIZE, CHIP_PADDING = 150, 0.25  # dlib's identity chip (identity_encoder.py)
+CHIP_SIZE, CHIP_PADDING = 150, 0.25  # dlib's identity chip (pipeline/identity.py)
 
 
 
@@ -260,7 +260,7 @@ class Anonymizer:
                  backend: str = "auto", detector: str = "hog", upsample: int = 1,
                  min_score: float = 0.0, min_size: int = 0, dtype: torch.dtype = torch.float32,
                  cuda_graph_batches: Sequence[int] = (), typical_identity: bool = True):
-        from .identity_encoder import IdentityEncoder
+        from .pipeline.identity import IdentityEncoder
         from .reference.warp_affine import feathered_ellipse
 
         self.epsilon = check_epsilon(epsilon)
@@ -334,14 +334,14 @@ class Anonymizer:
     def detect(self, image) -> list[FaceRecord]:
         """The faces this Anonymizer would replace in ``image`` (its detector, upsample,
         min_size and min_score)."""
-        return self._detect(image_kinds.decode(image).rgb)
+        return self._detect(_decode.decode(image).rgb)
 
     def describe(self, image, faces=None) -> torch.Tensor:
         """(N, 128) float32 CPU raw identity descriptors of the faces (dlib's scale).
 
         NOT private: these are the people's real identity vectors (for evaluation and
         donor identities; ``release_identities`` is the DP release)."""
-        rgb = image_kinds.decode(image).rgb
+        rgb = _decode.decode(image).rgb
         return self._descriptors(rgb, self._faces(rgb, faces)).cpu()
 
     def release_identities(self, image, faces=None, key=None, epsilon=None) -> torch.Tensor:
@@ -351,7 +351,7 @@ class Anonymizer:
         guarantee."""
         eps = self.epsilon if epsilon is None else check_epsilon(epsilon)
         key = self._check_key(key)
-        rgb = image_kinds.decode(image).rgb
+        rgb = _decode.decode(image).rgb
         faces = self._faces(rgb, faces)
         vectors, _ = self._release(self._descriptors(rgb, faces), key, eps)
         return vectors
@@ -369,7 +369,7 @@ class Anonymizer:
         this Anonymizer made it (recognised by the vector's exact float32 bits), else nan
         epsilon / effective_epsilon / delta and key_supplied False.
         """
-        decoded = image_kinds.decode(image)
+        decoded = _decode.decode(image)
         faces = self._faces(decoded.rgb, faces)
         ids = self._check_identities(identities, len(faces))
         if not faces:
@@ -387,7 +387,7 @@ class Anonymizer:
         (reproducible: the same key, image and faces give the same output)."""
         eps = self.epsilon if epsilon is None else check_epsilon(epsilon)
         key = self._check_key(key)
-        decoded = image_kinds.decode(image)
+        decoded = _decode.decode(image)
         faces = self._faces(decoded.rgb, faces)
         if not faces:
             return decoded.encode(decoded.rgb), []
@@ -400,7 +400,7 @@ class Anonymizer:
         """Anonymise faces the caller has already aligned to the model's crop.
 
         crops: (N, S, S, 3) uint8 RGB, numpy or torch (any device), S = ``crop_size``,
-        aligned like ``geometry.align.crop_transform`` (the 5 landmarks on
+        aligned like ``pipeline.align.crop_transform`` (the 5 landmarks on
         ``crop_template(S)``). Returns the same kind, shape and dtype.
 
         The identity comes from the crop itself: since the crop's landmarks ARE the
@@ -461,7 +461,7 @@ class Anonymizer:
             return self._detect(rgb)
         if isinstance(faces, FaceRecord) or not isinstance(faces, (list, tuple)):
             raise TypeError(f"faces must be None (detect) or a list of FaceRecord "
-                            f"(detect_faces, geometry.detect.records_from_landmarks), got "
+                            f"(detect_faces, pipeline.detect.records_from_landmarks), got "
                             f"{type(faces).__name__}")
         for i, f in enumerate(faces):
             if not isinstance(f, FaceRecord):

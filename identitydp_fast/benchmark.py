@@ -30,7 +30,7 @@ import time
 import torch
 
 from .privacy.identity_dp import IdentityDP
-from .identity_encoder import IdentityEncoder
+from .pipeline.identity import IdentityEncoder
 
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -102,10 +102,10 @@ DLIB_DESCRIPTOR_NORM = 1.4
 
 
 def cmd_identity(args: argparse.Namespace) -> int:
-    from .geometry.align import dlib_face_chips
-    from .geometry.detect import detect_faces
-    from .geometry.image_io import read_image
-    from .identity_encoder import IdentityEncoder
+    from .pipeline.align import dlib_face_chips
+    from .pipeline.detect import detect_faces
+    from .pipeline.decode import read_image
+    from .pipeline.identity import IdentityEncoder
 
     try:
         encoder = IdentityEncoder(backend=args.backend, device=args.device)

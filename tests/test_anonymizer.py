@@ -23,10 +23,10 @@ from PIL import Image
 import identitydp_fast
 from identitydp_fast import Anonymizer, FaceRecord, FaceResult, anonymizer as anon_mod
 from identitydp_fast.privacy import keys as keys_mod
-from identitydp_fast.geometry.align import crop_transform, dlib_face_chips, invert_affine
-from identitydp_fast.geometry.image_io import read_image
+from identitydp_fast.pipeline.align import crop_transform, dlib_face_chips, invert_affine
+from identitydp_fast.pipeline.decode import read_image
 from identitydp_fast.models.weights import save_model
-from identitydp_fast.pipeline import image_kinds
+from identitydp_fast.pipeline import decode as decode_stage
 from identitydp_fast.pipeline.paste import paste_faces
 from identitydp_fast.privacy.accounting import MAX_EPSILON
 from identitydp_fast.reference.aei_net import AEINet
@@ -361,10 +361,10 @@ def test_input_kinds_numpy(anon, small_faces):
     rng = np.random.default_rng(0)
 
     # grey (H, W) and (H, W, 1): the model sees R = G = B; changed pixels get Pillow's luma
-    grey = image_kinds.luma(SMALL)
+    grey = decode_stage.luma(SMALL)
     grey_rgb_out, _ = anon.anonymize(np.repeat(grey[:, :, None], 3, axis=2), small_faces, key=K1)
     g_changed = (grey_rgb_out != grey[:, :, None]).any(axis=2)
-    expect = np.where(g_changed, image_kinds.luma(grey_rgb_out), grey)
+    expect = np.where(g_changed, decode_stage.luma(grey_rgb_out), grey)
     out, _ = anon.anonymize(grey, small_faces, key=K1)
     assert out.shape == grey.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out, expect)
@@ -419,10 +419,10 @@ def test_input_kinds_pil(anon, small_faces, mode, out_mode):
     elif mode == "LA":
         img = base.convert("LA")
     elif mode in ("I;16", "I"):
-        img = Image.fromarray((image_kinds.luma(SMALL).astype(np.int32) * 257).astype(
+        img = Image.fromarray((decode_stage.luma(SMALL).astype(np.int32) * 257).astype(
             np.uint16 if mode == "I;16" else np.int32))
     elif mode == "F":
-        img = Image.fromarray(image_kinds.luma(SMALL).astype(np.float32) / 255)
+        img = Image.fromarray(decode_stage.luma(SMALL).astype(np.float32) / 255)
     else:
         img = base.convert(mode)
     assert img.mode == mode
@@ -507,7 +507,7 @@ def test_anonymize_aligned(anon, astro_faces):
     with pytest.raises(TypeError, match="uint8"):
         anon.anonymize_aligned(crops.astype(np.float32))
     # the identity comes from a chip cut from the crop at the template's landmarks
-    from identitydp_fast.geometry.align import crop_template
+    from identitydp_fast.pipeline.align import crop_template
     chips = dlib_face_chips(crops[0], crop_template(128)[None])
     assert chips.shape == (1, 150, 150, 3) and chips.float().std() > 10
 
@@ -521,7 +521,7 @@ def test_warmup(anon):
 def test_pipeline_is_the_reference_composition(anon_ref, model_path, small_faces):
     """backend='reference' output == the stages composed by hand (oracle), and the stored
     degrade sigma really is the one used."""
-    from identitydp_fast.identity_encoder import IdentityEncoder
+    from identitydp_fast.pipeline.identity import IdentityEncoder
     from identitydp_fast.training.degrade import degrade_inner_face
 
     model = anon_ref.model

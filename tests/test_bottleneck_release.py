@@ -68,7 +68,7 @@ def test_anonymizer_uses_it(tiny_model_path):
     import numpy as np
 
     from identitydp_fast import Anonymizer
-    from identitydp_fast.geometry.image_io import read_image
+    from identitydp_fast.pipeline.decode import read_image
     from pathlib import Path
     img = read_image(Path(__file__).resolve().parents[1] / "examples" / "astronaut.png")[40:220, 130:310]
     a = Anonymizer(tiny_model_path, epsilon=1.0, min_score=0.5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from identitydp_fast.geometry.detect import FaceRecord
+from identitydp_fast.pipeline.detect import FaceRecord
 from identitydp_fast.tracking import FaceTracker, box_iou
 
 # 5 landmarks of a face box at (0, 0) with side 100: eyes, nose (dlib order)

@@ -94,7 +94,7 @@ class Spy:
 
 def _footprint(face, h: int, w: int, margin: int = 4):
     """Frame pixels the model crop of ``face`` covers (all paste-back may touch), + margin."""
-    from identitydp_fast.geometry.align import crop_transform
+    from identitydp_fast.pipeline.align import crop_transform
 
     m = crop_transform(np.array(face.landmarks)[None], 128)[0]      # crop -> frame
     pts = torch.tensor([[0.0, 0, 1], [128, 0, 1], [0, 128, 1], [128, 128, 1]], dtype=torch.float64) @ m.T

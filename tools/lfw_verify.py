@@ -72,9 +72,9 @@ def main(argv=None) -> int:
     import dlib
 
     from identitydp_fast import IdentityEncoder, detect_faces
-    from identitydp_fast.geometry.align import dlib_chip_transform
-    from identitydp_fast.geometry.detect import model_path
-    from identitydp_fast.geometry.image_io import read_image
+    from identitydp_fast.pipeline.align import dlib_chip_transform
+    from identitydp_fast.pipeline.detect import model_path
+    from identitydp_fast.pipeline.decode import read_image
     from identitydp_fast.ops.warp_affine import warp_affine
 
     pairs = make_pairs(args.pairs, args.seed)

@@ -39,8 +39,8 @@ def model_anonymizers(model_path, epsilons, data_root, n_donors: int = 32, backe
     stream 0); ``swap`` is ``Anonymizer.render`` with a donor's RAW descriptor (no noise).
     """
     from identitydp_fast.anonymizer import Anonymizer, check_epsilon
-    from identitydp_fast.geometry.detect import FaceRecord
-    from identitydp_fast.geometry.image_io import read_image
+    from identitydp_fast.pipeline.detect import FaceRecord
+    from identitydp_fast.pipeline.decode import read_image
     from identitydp_fast.training.data import _read_face_rows, split_lfw_identities
 
     epsilons = [check_epsilon(e) for e in epsilons]   # a bad value fails here, not mid-run

@@ -1,8 +1,12 @@
-"""The stages of the anonymisation pipeline that sit around the networks (used by
-identitydp_fast/anonymizer.py):
+"""The anonymisation pipeline, one module per stage, in the order the data flows
+(DESIGN.md section 1); identitydp_fast/anonymizer.py composes them:
 
-* ``image_kinds``: any caller image -> (H, W, 3) uint8 RGB, and the result back in the
-  caller's own kind (numpy / torch / PIL, dtype, channels, mode), unchanged pixels exact;
-* ``paste``: generated crops back into the frame through a feathered mask;
-* ``ledger``: which released vectors this process released, and with what guarantee.
+* ``decode``: any caller image -> (H, W, 3) uint8 RGB, and the result back in the caller's
+  own kind (numpy / torch / PIL, dtype, channels, mode), unchanged pixels exact;
+* ``detect``: face boxes and 5 landmarks (dlib HOG / MMOD + shape_predictor_5);
+* ``align``: the model crop template and transform, dlib's identity chip, dlib's pyramid;
+* ``identity``: the identity encoder (dlib's face-recognition ResNet, ported);
+* ``paste``: generated crops back into the frame through a feathered mask.
+
+Each stage takes and returns plain arrays and records; no stage imports a later one.
 """

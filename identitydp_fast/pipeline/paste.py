@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from ..geometry.align import invert_affine
+from .align import invert_affine
 from ..ops.warp_affine import warp_affine
 from ..reference.warp_affine import paste_back
 

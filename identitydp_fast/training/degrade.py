@@ -22,7 +22,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from ..geometry.align import DLIB_MEAN_FACE_5, crop_template
+from ..pipeline.align import DLIB_MEAN_FACE_5, crop_template
 from ..reference.warp_affine import feathered_ellipse
 
 #: blur sigma of the inner face at crop side 128 (DESIGN.md 7b prototype: 5 px); scaled

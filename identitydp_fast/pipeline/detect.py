@@ -1,4 +1,5 @@
-"""Face detection and 5 landmarks through dlib (HOG or MMOD detector + shape_predictor_5).
+"""Detect (pipeline stage 2): face boxes and 5 landmarks through dlib (HOG or MMOD
+detector + shape_predictor_5).
 
 Models come from the ``face-recognition-models`` package, located without importing it
 (its ``__init__`` needs ``pkg_resources``, gone from setuptools >= 81). Only the CC0
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .image_io import to_rgb_uint8
+from .decode import to_rgb_uint8
 
 DETECTORS = ("hog", "mmod")
 _MODEL_FILES = {

@@ -1,4 +1,4 @@
-"""The identity encoder: aligned 150x150 face chips -> 128-D identity descriptors.
+"""Identity (pipeline stage 4): aligned 150x150 face chips -> 128-D identity descriptors.
 
 ``IdentityEncoder()(chips)`` runs dlib's face-recognition ResNet
 (dlib_face_recognition_resnet_model_v1.dat, CC0; structure and weights:
@@ -17,17 +17,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models.dlib_resnet import CHIP_SIZE, DESCRIPTOR_DIM
+from ..models.dlib_resnet import CHIP_SIZE, DESCRIPTOR_DIM
 
 
 def _reference(device: torch.device) -> nn.Module:
-    from .reference.dlib_resnet import DlibResNet
+    from ..reference.dlib_resnet import DlibResNet
     return DlibResNet.from_file().to(device).eval()
 
 
 def _engine(backend: str) -> Callable[..., nn.Module]:
     def factory(device: torch.device, dtype: torch.dtype = torch.float32) -> nn.Module:
-        from .engine.dlib_resnet import EngineDlibResNet
+        from ..engine.dlib_resnet import EngineDlibResNet
         return EngineDlibResNet.from_file(backend=backend, dtype=dtype).to(device).eval()
     return factory
 
@@ -61,7 +61,7 @@ class IdentityEncoder:
 
     def __init__(self, backend: str = "auto", device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32):
-        from . import _backends
+        from .. import _backends
         if backend != "auto" and backend not in ENCODER_BACKENDS:
             raise ValueError(f"backend={backend!r} has no identity encoder; choose one of "
                              f"{sorted(ENCODER_BACKENDS)} or 'auto'")
