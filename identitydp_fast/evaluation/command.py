@@ -38,7 +38,8 @@ def model_anonymizers(model_path, epsilons, data_root, n_donors: int = 32, backe
     ``dp-eps<e>`` is ``Anonymizer.anonymize`` at that epsilon (the probe's key, face 0 on
     stream 0); ``swap`` is ``Anonymizer.render`` with a donor's RAW descriptor (no noise).
     """
-    from identitydp_fast.anonymizer import Anonymizer, check_epsilon
+    from identitydp_fast.anonymizer import Anonymizer
+    from identitydp_fast.privacy.accounting import check_epsilon
     from identitydp_fast.pipeline.detect import FaceRecord
     from identitydp_fast.pipeline.decode import read_image
     from identitydp_fast.training.data import _read_face_rows, split_lfw_identities
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     anonymizers, notes = {}, []
     if not args.baselines_only:
-        from ..anonymizer import DEFAULT_MODEL_PATH
+        from ..pipeline.generate import DEFAULT_MODEL_PATH
         model = args.model or DEFAULT_MODEL_PATH
         try:
             epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]

@@ -45,6 +45,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..models.dlib_resnet import CHIP_SIZE
+
 # dlib's mean face for shape_predictor_5 (dlib/image_transforms/interpolation.h,
 # get_face_chip_details), in the unit square of its 68-point face; order as above.
 DLIB_MEAN_FACE_5 = (
@@ -61,6 +63,7 @@ EYES_Y = 0.40          # height of the eye-corner midpoint, as a fraction of the
 # forehead (hairline) ~0.33 above, chin ~0.95 below, cheeks ~0.62 to each side
 _FACE_CENTRE_DY, _FACE_RX, _FACE_RY = 0.31, 0.62, 0.66
 DEFAULT_CROP = 128
+CHIP_PADDING = 0.25  # dlib's identity chip: CHIP_SIZE (150, the ResNet's input) + this padding
 
 
 # ---- dlib's image pyramid (the chip reads a pyramid level for small chips) ------------
@@ -356,3 +359,18 @@ def dlib_face_chips(image, landmarks, size: int = 150, padding: float = 0.25) ->
         chip = chip * ok.to(device=chip.device, dtype=chip.dtype)
         out[i] = chip.clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
     return out
+
+
+def model_crops(rgb: np.ndarray, landmarks, size: int, backend: str):
+    """Model crops (N, 3, S, S) float32 in [-1, 1] (CPU; pixels outside the image read
+    black) and their (N, 2, 3) float64 crop -> image maps, from (H, W, 3) uint8 ``rgb`` and
+    (N, 5, 2) landmarks; the warp kernel of identitydp_fast/ops on ``backend``."""
+    from ..ops.warp_affine import warp_affine
+
+    mats = crop_transform(landmarks, size)                            # (N, 2, 3)
+    img = torch.from_numpy(rgb).unsqueeze(0)                          # (1, H, W, 3) uint8
+    # one warp per face: the image is shared, and the kernels want one image per matrix
+    crops = torch.cat([warp_affine(img, mats[i:i + 1], size, size, mean=(127.5, 127.5, 127.5),
+                                   scale=1.0 / 127.5, backend=backend)
+                       for i in range(mats.shape[0])])
+    return crops, mats

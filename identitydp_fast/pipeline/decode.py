@@ -4,7 +4,9 @@ pipeline, and the result back out in the caller's own kind.
 * ``to_rgb_uint8(image)`` / ``read_image(path)``: any caller image (or a file) -> one
   (H, W, 3) uint8 RGB numpy array;
 * ``decode(image)`` -> :class:`DecodedImage`: ``.rgb`` is that array, and
-  ``.encode(rgb_out)`` builds the result in the input's own kind.
+  ``.encode(rgb_out)`` builds the result in the input's own kind;
+* ``decode_crops(crops, S)``: a caller's pre-aligned (N, S, S, 3) uint8 crops, numpy or
+  torch, and the way back to that kind.
 
 Accepted by both (everything else raises TypeError or ValueError naming the problem):
 
@@ -302,3 +304,33 @@ def _decode_pil(image) -> DecodedImage:
         return res
 
     return DecodedImage(rgb, native, grey, wrap)
+
+
+def decode_crops(crops, size: int):
+    """(N, S, S, 3) uint8 contiguous numpy view/copy of a caller's aligned crops (numpy or
+    torch, any device), and a wrap back to its kind; TypeError / ValueError naming the
+    problem."""
+    s = size
+    if isinstance(crops, np.ndarray):
+        arr = crops
+
+        def wrap(a):
+            return a
+    else:
+        import torch
+
+        if not isinstance(crops, torch.Tensor):
+            raise TypeError(f"crops must be a numpy array or torch tensor (N, {s}, {s}, 3) "
+                            f"uint8, got {type(crops).__name__}")
+        dev = crops.device
+        arr = crops.detach().cpu().numpy()
+
+        def wrap(a):
+            return torch.from_numpy(a).to(dev)
+    if arr.dtype != np.uint8:
+        raise TypeError(f"crops must be uint8, got {arr.dtype}")
+    if arr.ndim != 4 or arr.shape[1:] != (s, s, 3):
+        hint = " (add a batch axis: crops[None])" if arr.ndim == 3 else ""
+        raise ValueError(f"crops must have shape (N, {s}, {s}, 3) (this model's crop size "
+                         f"is {s}), got {arr.shape}{hint}")
+    return np.ascontiguousarray(arr), wrap

@@ -7,7 +7,8 @@ identitydp_fast/models/dlib_resnet.py) and returns what dlib's
 scale: not normalised, distance < 0.6 means the same person.
 
 Chips are dlib's convention: ``dlib.get_face_chip(img, shape, size=150, padding=0.25)``
-from the 5-point landmarks, RGB.
+from the 5-point landmarks, RGB (pipeline/align.py ``dlib_face_chips``);
+``describe_faces(encoder, rgb, landmarks)`` cuts them and runs the encoder.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.dlib_resnet import CHIP_SIZE, DESCRIPTOR_DIM
+from ..models.dlib_resnet import DESCRIPTOR_DIM
+from .align import CHIP_PADDING, CHIP_SIZE, dlib_face_chips
 
 
 def _reference(device: torch.device) -> nn.Module:
@@ -88,6 +90,15 @@ class IdentityEncoder:
             return torch.empty(0, DESCRIPTOR_DIM, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             return self.module(x).to(torch.float32)
+
+
+
+def describe_faces(encoder: IdentityEncoder, rgb: np.ndarray, landmarks) -> torch.Tensor:
+    """(N, 128) float32 descriptors on the encoder's device from dlib's chips of (H, W, 3)
+    uint8 ``rgb`` at the faces' (N, 5, 2) landmarks (N = 0: an empty (0, 128))."""
+    if len(landmarks) == 0:
+        return torch.empty(0, DESCRIPTOR_DIM, dtype=torch.float32, device=encoder.device)
+    return encoder(dlib_face_chips(rgb, np.stack(landmarks), CHIP_SIZE, CHIP_PADDING))
 
 
 def _as_float_chips(chips) -> torch.Tensor:
