@@ -62,7 +62,7 @@ def load_images(megapixels: float, lfw: int) -> list[tuple[str, np.ndarray]]:
     from PIL import Image
 
     from identitydp_fast.pipeline.decode import read_image
-    from identitydp_fast.shared_data import default_data_root
+    from identitydp_fast.io.shared_data import default_data_root
 
     paths = [REPO / "examples" / "astronaut.png"]
     root = default_data_root() / "lfw"

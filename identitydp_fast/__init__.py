@@ -7,6 +7,11 @@ keystream, the floating-point-safe discrete Laplace sampler and the fused
 epsilon-IdentityDP op, ``IdentityDP``), the identity encoder (dlib's face-recognition
 ResNet, ported: ``IdentityEncoder``), the face geometry (``detect_faces``, alignment,
 chips) and the AEI-Net generator, on four backends (reference, cpu, cuda, triton).
+
+Layout: ``anonymizer`` composes the stages of ``pipeline/`` (decode, detect, align,
+identity, release, attributes, generate, blend); ``privacy/`` holds what a privacy reviewer
+reads (GUARANTEE.md); ``io/`` and ``cli/`` are the files, streams and command line around
+them; ``models/``, ``reference/``, ``ops/`` and ``engine/`` the networks below.
 """
 from __future__ import annotations
 

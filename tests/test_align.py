@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from identitydp_fast.shared_data import default_data_root
+from identitydp_fast.io.shared_data import default_data_root
 import torch
 
 from identitydp_fast.pipeline.align import (apply_affine, crop_template, crop_transform,

@@ -32,7 +32,7 @@ from identitydp_fast.privacy import keys as keys_mod
 from identitydp_fast.privacy.accounting import MAX_EPSILON, check_epsilon
 from identitydp_fast.reference.aei_net import AEINet
 from identitydp_fast.reference.warp_affine import paste_back, warp_affine
-from identitydp_fast.shared_data import default_data_root
+from identitydp_fast.io.shared_data import default_data_root
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRO = read_image(ROOT / "examples" / "astronaut.png")            # (512, 512, 3)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from identitydp_fast.shared_data import default_data_root
+from identitydp_fast.io.shared_data import default_data_root
 
 pytest.importorskip("dlib")
 

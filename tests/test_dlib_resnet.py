@@ -14,7 +14,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from identitydp_fast.shared_data import default_data_root
+from identitydp_fast.io.shared_data import default_data_root
 import torch
 
 from identitydp_fast.pipeline.identity import IdentityEncoder

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from identitydp_fast.shared_data import default_data_root
+from identitydp_fast.io.shared_data import default_data_root
 import torch
 
 from identitydp_fast.training.data import (CropDataset, build_crop_cache, identity_statistics,

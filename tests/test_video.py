@@ -21,8 +21,8 @@ imageio_ffmpeg = pytest.importorskip(
     "imageio_ffmpeg", reason="the video extra is not installed (pip install -e '.[video]')")
 iio = pytest.importorskip("imageio.v2", reason="the video extra is not installed (pip install -e '.[video]')")
 
-from identitydp_fast import video  # noqa: E402
-from identitydp_fast.video import VideoError, anonymize_video, probe_video, track_key  # noqa: E402
+from identitydp_fast.io import video  # noqa: E402
+from identitydp_fast.io.video import VideoError, anonymize_video, probe_video, track_key  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"

@@ -27,7 +27,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from identitydp_fast.shared_data import default_data_root  # noqa: E402
+from identitydp_fast.io.shared_data import default_data_root  # noqa: E402
 
 DATA = default_data_root()
 

@@ -48,7 +48,7 @@ values scaled to the input's range. A grey input is seen by the pipeline as R = 
 PIL images: EXIF orientation is applied first, so the result is upright and carries no
 EXIF. The ICC profile is carried over (except where the mode changed away from a colour
 space it described: CMYK, YCbCr, LAB, HSV). Other metadata (EXIF, XMP, text chunks) is not
-carried: it can describe the people in the photo. For files, identitydp_fast.image_codec
+carried: it can describe the people in the photo. For files, identitydp_fast.io.image_codec
 decides what to write.
 """
 from __future__ import annotations

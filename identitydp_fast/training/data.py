@@ -27,7 +27,7 @@ uint8). Descriptors come from ``IdentityEncoder`` on the 150x150 dlib chip
 """
 from __future__ import annotations
 
-from ..shared_data import default_data_root  # noqa: F401  (re-exported for tools and the harness)
+from ..io.shared_data import default_data_root  # noqa: F401  (re-exported for tools and the harness)
 
 import csv
 import json

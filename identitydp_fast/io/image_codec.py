@@ -62,7 +62,7 @@ import os
 
 import numpy as np
 
-from .pipeline.decode import MAX_PIXELS
+from ..pipeline.decode import MAX_PIXELS
 
 __all__ = ["ImageFileError", "DecodedImage", "decode_file", "decode_bytes", "encode", "MAX_PIXELS"]
 
