@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 from identitydp_fast import detect_faces
-from identitydp_fast.geometry.image_io import read_image
+from identitydp_fast.pipeline.decode import read_image
 
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 images = sorted(p for p in src.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})

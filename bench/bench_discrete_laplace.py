@@ -7,7 +7,7 @@ import math
 import pytest
 
 from identitydp_fast.ops import discrete_laplace
-from identitydp_fast.privacy import laplace_params
+from identitydp_fast.privacy.accounting import laplace_params
 
 from conftest import provider_device, provider_params
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from identitydp_fast.ops import identity_dp
-from identitydp_fast.privacy import laplace_params
+from identitydp_fast.privacy.accounting import laplace_params
 
 from conftest import provider_device, provider_params
 

@@ -1,6 +1,6 @@
 """Identity descriptors per second: dlib itself (compute_face_descriptor on uint8
 chips, its own threads), the reference network, and the engine on each backend, at
-batch 1 and 32, in one run. Encoder: identitydp_fast/identity_encoder.py; engine:
+batch 1 and 32, in one run. Encoder: identitydp_fast/pipeline/identity.py; engine:
 identitydp_fast/engine/dlib_resnet.py; reference: identitydp_fast/reference/dlib_resnet.py;
 test: tests/test_dlib_resnet_engine.py. FLOPs: ~2.9 GFLOP per descriptor (150x150 input)."""
 import numpy as np
@@ -21,7 +21,7 @@ def _chips(n: int) -> np.ndarray:
 @pytest.mark.parametrize("provider", ["dlib"])
 def test_identity_encoder_dlib(benchmark, provider, size):
     dlib = pytest.importorskip("dlib")
-    from identitydp_fast.geometry.detect import model_path
+    from identitydp_fast.pipeline.detect import model_path
     try:
         facerec = dlib.face_recognition_model_v1(str(model_path("resnet")))
     except RuntimeError as exc:

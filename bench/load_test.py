@@ -61,8 +61,8 @@ def load_images(megapixels: float, lfw: int) -> list[tuple[str, np.ndarray]]:
     (Lanczos) to about ``megapixels`` MP, aspect kept."""
     from PIL import Image
 
-    from identitydp_fast.geometry.image_io import read_image
-    from identitydp_fast.shared_data import default_data_root
+    from identitydp_fast.pipeline.decode import read_image
+    from identitydp_fast.io.shared_data import default_data_root
 
     paths = [REPO / "examples" / "astronaut.png"]
     root = default_data_root() / "lfw"
@@ -88,7 +88,7 @@ def untouched_mask(shape, faces, margin: int = 2) -> np.ndarray:
     """(H, W) bool: True where paste-back may not write (outside every face's crop
     footprint + margin). The footprint does not depend on the crop size: the alignment
     template scales with it."""
-    from identitydp_fast.geometry.align import crop_transform
+    from identitydp_fast.pipeline.align import crop_transform
 
     h, w = shape[:2]
     keep = np.ones((h, w), dtype=bool)

@@ -9,7 +9,7 @@ struct Key {
   uint32_t w[8];  // 32-byte ChaCha20 key as little-endian words
 };
 
-// Threshold table of the discrete Laplace sampler (identitydp_fast/privacy.py):
+// Threshold table of the discrete Laplace sampler (identitydp_fast/privacy/accounting.py):
 // (n_bits + 1) rows of words_per_row uint32, on the op's device.
 struct NoiseTable {
   const uint32_t* data;

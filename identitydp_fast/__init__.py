@@ -7,16 +7,21 @@ keystream, the floating-point-safe discrete Laplace sampler and the fused
 epsilon-IdentityDP op, ``IdentityDP``), the identity encoder (dlib's face-recognition
 ResNet, ported: ``IdentityEncoder``), the face geometry (``detect_faces``, alignment,
 chips) and the AEI-Net generator, on four backends (reference, cpu, cuda, triton).
+
+Layout: ``anonymizer`` composes the stages of ``pipeline/`` (decode, detect, align,
+identity, release, attributes, generate, blend); ``privacy/`` holds what a privacy reviewer
+reads (GUARANTEE.md); ``io/`` and ``cli/`` are the files, streams and command line around
+them; ``models/``, ``reference/``, ``ops/`` and ``engine/`` the networks below.
 """
 from __future__ import annotations
 
-from . import keys as _keys
+from .privacy import keys as _keys
 from ._backends import backends
 from .anonymizer import Anonymizer, FaceResult
-from .geometry.detect import FaceRecord, detect_faces
-from .identity_dp import IdentityDP, IdentityDPResult
-from .identity_encoder import IdentityEncoder
-from .privacy import LaplaceParams, laplace_params
+from .pipeline.detect import FaceRecord, detect_faces
+from .privacy.identity_dp import IdentityDP, IdentityDPResult
+from .pipeline.identity import IdentityEncoder
+from .privacy.accounting import LaplaceParams, laplace_params
 
 __version__ = "0.1.0"
 __all__ = ["backends", "keystream", "IdentityDP", "IdentityDPResult", "LaplaceParams",

@@ -77,3 +77,17 @@ def resolve(backend: str, device: torch.device | str) -> str:
         }.get(backend, "")
         raise ValueError(f"backend={backend!r} is not available for device {dev}: {hint}")
     return backend
+
+
+def check_device(device) -> torch.device:
+    """``device`` as a CPU or CUDA torch.device (CUDA only when torch sees a GPU), or
+    ValueError naming the problem."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}, but torch sees no CUDA GPU on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be a CPU or CUDA device, got {dev}")
+    return dev

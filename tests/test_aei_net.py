@@ -176,6 +176,8 @@ def test_bottleneck_one_gemm_layout_and_whitening():
 
 
 def test_set_identity_statistics_and_privatise():
+    from identitydp_fast.pipeline.release import privatise
+
     torch.manual_seed(4)
     b = IdentityBottleneck([4], identity_dim=128)
     e = torch.randn(50, 128) * 0.05 + 0.12  # dlib-like: a shared strong direction
@@ -186,11 +188,11 @@ def test_set_identity_statistics_and_privatise():
     assert float(z.mean(dim=0).abs().max()) < 1e-4
     assert float((z.std(dim=0) - 1).abs().max()) < 1e-3
     key = bytes(range(32))
-    out1, res1 = b.privatise(e[:3], epsilon=100.0, key=key)
-    out2, _ = b.privatise(e[:3], epsilon=100.0, key=key)
+    out1, res1 = privatise(b, e[:3], epsilon=100.0, key=key)
+    out2, _ = privatise(b, e[:3], epsilon=100.0, key=key)
     assert out1.shape == (3, 128) and torch.equal(out1, out2)
     torch.testing.assert_close(out1.norm(dim=1), torch.full((3,), float(b.dp_output_norm)))
     assert res1.key_supplied and res1.epsilon == 100.0
     assert math.isclose(res1.sensitivity, 9.0)  # Delta_1 = 2 C
-    out3, res3 = b.privatise(e[:3], epsilon=100.0)  # fresh OS key by default
+    out3, res3 = privatise(b, e[:3], epsilon=100.0)  # fresh OS key by default
     assert not res3.key_supplied and not torch.equal(out3, out1)

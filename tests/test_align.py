@@ -1,4 +1,4 @@
-"""Alignment (identitydp_fast/geometry/align.py): similarity fits, inverses, the model
+"""Alignment (identitydp_fast/pipeline/align.py): similarity fits, inverses, the model
 crop template, and dlib's identity chip reproduced on real faces (LFW from ../shared/data;
 the astronaut in examples/ always)."""
 from __future__ import annotations
@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from identitydp_fast.shared_data import default_data_root
+from identitydp_fast.io.shared_data import default_data_root
 import torch
 
-from identitydp_fast.geometry import (crop_template, crop_transform, dlib_chip_needs_pyramid,
-                                      dlib_chip_transform, dlib_face_chips, invert_affine,
-                                      model_path, read_image, similarity_transform)
-from identitydp_fast.geometry.align import apply_affine, dlib_chip_pyramid_levels
-from identitydp_fast.geometry.pyramid import point_down, pyramid_down2
+from identitydp_fast.pipeline.align import (apply_affine, crop_template, crop_transform,
+                                            dlib_chip_needs_pyramid, dlib_chip_pyramid_levels,
+                                            dlib_chip_transform, dlib_face_chips, invert_affine,
+                                            point_down, pyramid_down2, similarity_transform)
+from identitydp_fast.pipeline.decode import read_image
+from identitydp_fast.pipeline.detect import model_path
 from identitydp_fast.reference.warp_affine import warp_affine
 
 ROOT = Path(__file__).resolve().parents[1]

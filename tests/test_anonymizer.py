@@ -22,16 +22,17 @@ from PIL import Image
 
 import identitydp_fast
 from identitydp_fast import Anonymizer, FaceRecord, FaceResult, anonymizer as anon_mod
-from identitydp_fast import keys as keys_mod
-from identitydp_fast.geometry.align import crop_transform, dlib_face_chips, invert_affine
-from identitydp_fast.geometry.image_io import read_image
 from identitydp_fast.models.weights import save_model
-from identitydp_fast.pipeline import image_kinds
-from identitydp_fast.pipeline.paste import paste_faces
-from identitydp_fast.privacy import MAX_EPSILON
+from identitydp_fast.pipeline import blend, generate
+from identitydp_fast.pipeline import decode as decode_stage
+from identitydp_fast.pipeline.align import crop_transform, dlib_face_chips, invert_affine
+from identitydp_fast.pipeline.blend import paste_faces
+from identitydp_fast.pipeline.decode import read_image
+from identitydp_fast.privacy import keys as keys_mod
+from identitydp_fast.privacy.accounting import MAX_EPSILON, check_epsilon
 from identitydp_fast.reference.aei_net import AEINet
 from identitydp_fast.reference.warp_affine import paste_back, warp_affine
-from identitydp_fast.shared_data import default_data_root
+from identitydp_fast.io.shared_data import default_data_root
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRO = read_image(ROOT / "examples" / "astronaut.png")            # (512, 512, 3)
@@ -114,8 +115,8 @@ def test_exports_and_constants():
 
     assert identitydp_fast.Anonymizer is Anonymizer and identitydp_fast.FaceResult is FaceResult
     pkg = Path(identitydp_fast.__file__).resolve().parent
-    assert anon_mod.DEFAULT_MODEL_PATH == pkg / "weights" / "fast-128.safetensors"
-    assert anon_mod.PASTE_FEATHER == harness.MASK_FEATHER  # the harness's "outside the face"
+    assert generate.DEFAULT_MODEL_PATH == pkg / "weights" / "fast-128.safetensors"
+    assert blend.PASTE_FEATHER == harness.MASK_FEATHER  # the harness's "outside the face"
     assert 0 < anon_mod.DEFAULT_EPSILON <= MAX_EPSILON
 
 
@@ -129,22 +130,22 @@ def test_packaged_weights_would_ship():
     assert "exclude" not in cfg["wheel"]
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    rel = anon_mod.DEFAULT_MODEL_PATH.relative_to(ROOT)
+    rel = generate.DEFAULT_MODEL_PATH.relative_to(ROOT)
     res = subprocess.run(["git", "check-ignore", "-q", str(rel)], cwd=ROOT)
     assert res.returncode == 1, f"{rel} is git-ignored and would be left out of the wheel"
 
 
 def test_missing_default_weights(monkeypatch, tmp_path, model_path):
     missing = tmp_path / "weights" / "fast-128.safetensors"
-    monkeypatch.setattr(anon_mod, "DEFAULT_MODEL_PATH", missing)
-    monkeypatch.delenv(anon_mod.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(generate, "DEFAULT_MODEL_PATH", missing)
+    monkeypatch.delenv(generate.WEIGHTS_ENV, raising=False)
     with pytest.raises(FileNotFoundError, match="model=PATH") as exc:
         Anonymizer()
     assert str(missing) in str(exc.value)
-    monkeypatch.setenv(anon_mod.WEIGHTS_ENV, str(tmp_path / "elsewhere.safetensors"))
+    monkeypatch.setenv(generate.WEIGHTS_ENV, str(tmp_path / "elsewhere.safetensors"))
     with pytest.raises(FileNotFoundError, match="IDP_WEIGHTS"):
         Anonymizer()
-    monkeypatch.setenv(anon_mod.WEIGHTS_ENV, str(model_path))
+    monkeypatch.setenv(generate.WEIGHTS_ENV, str(model_path))
     a = Anonymizer(backend="reference")
     assert a.model_path == Path(model_path) and a.degrade_sigma == SIGMA
 
@@ -183,7 +184,7 @@ def test_bad_model_files(tmp_path, model_path):
 
 
 def test_degrade_sigma_default_without_summary():
-    from identitydp_fast.training.degrade import default_sigma
+    from identitydp_fast.pipeline.attributes import default_sigma
 
     a = Anonymizer(model=_random_model(3), backend="reference")   # an in-memory model
     assert a.degrade_sigma == default_sigma(128) and a.model_path is None
@@ -194,13 +195,13 @@ def test_degrade_sigma_default_without_summary():
                                      (True, TypeError), ("10", TypeError), (None, TypeError)])
 def test_epsilon_validation(anon, eps, err):
     with pytest.raises(err, match="epsilon"):
-        anon_mod.check_epsilon(eps)
+        check_epsilon(eps)
     if eps is not None:  # None per call means "the Anonymizer's epsilon"
         with pytest.raises(err, match="epsilon"):
             anon.anonymize(SMALL, faces=[], epsilon=eps)
         with pytest.raises(err, match="epsilon"):
             anon.release_identities(SMALL, faces=[], epsilon=eps)
-    assert anon_mod.check_epsilon(MAX_EPSILON) == MAX_EPSILON
+    assert check_epsilon(MAX_EPSILON) == MAX_EPSILON
 
 
 def test_constructor_validation(model_path):
@@ -361,10 +362,10 @@ def test_input_kinds_numpy(anon, small_faces):
     rng = np.random.default_rng(0)
 
     # grey (H, W) and (H, W, 1): the model sees R = G = B; changed pixels get Pillow's luma
-    grey = image_kinds.luma(SMALL)
+    grey = decode_stage.luma(SMALL)
     grey_rgb_out, _ = anon.anonymize(np.repeat(grey[:, :, None], 3, axis=2), small_faces, key=K1)
     g_changed = (grey_rgb_out != grey[:, :, None]).any(axis=2)
-    expect = np.where(g_changed, image_kinds.luma(grey_rgb_out), grey)
+    expect = np.where(g_changed, decode_stage.luma(grey_rgb_out), grey)
     out, _ = anon.anonymize(grey, small_faces, key=K1)
     assert out.shape == grey.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out, expect)
@@ -419,10 +420,10 @@ def test_input_kinds_pil(anon, small_faces, mode, out_mode):
     elif mode == "LA":
         img = base.convert("LA")
     elif mode in ("I;16", "I"):
-        img = Image.fromarray((image_kinds.luma(SMALL).astype(np.int32) * 257).astype(
+        img = Image.fromarray((decode_stage.luma(SMALL).astype(np.int32) * 257).astype(
             np.uint16 if mode == "I;16" else np.int32))
     elif mode == "F":
-        img = Image.fromarray(image_kinds.luma(SMALL).astype(np.float32) / 255)
+        img = Image.fromarray(decode_stage.luma(SMALL).astype(np.float32) / 255)
     else:
         img = base.convert(mode)
     assert img.mode == mode
@@ -507,7 +508,7 @@ def test_anonymize_aligned(anon, astro_faces):
     with pytest.raises(TypeError, match="uint8"):
         anon.anonymize_aligned(crops.astype(np.float32))
     # the identity comes from a chip cut from the crop at the template's landmarks
-    from identitydp_fast.geometry.align import crop_template
+    from identitydp_fast.pipeline.align import crop_template
     chips = dlib_face_chips(crops[0], crop_template(128)[None])
     assert chips.shape == (1, 150, 150, 3) and chips.float().std() > 10
 
@@ -521,8 +522,9 @@ def test_warmup(anon):
 def test_pipeline_is_the_reference_composition(anon_ref, model_path, small_faces):
     """backend='reference' output == the stages composed by hand (oracle), and the stored
     degrade sigma really is the one used."""
-    from identitydp_fast.identity_encoder import IdentityEncoder
-    from identitydp_fast.training.degrade import degrade_inner_face
+    from identitydp_fast.pipeline.identity import IdentityEncoder
+    from identitydp_fast.pipeline.attributes import degrade_inner_face
+    from identitydp_fast.pipeline.release import release
 
     model = anon_ref.model
     lm = small_faces[0].landmarks[None]
@@ -530,7 +532,7 @@ def test_pipeline_is_the_reference_composition(anon_ref, model_path, small_faces
     crop = warp_affine(torch.from_numpy(SMALL)[None], m, 128, 128, mean=(127.5,) * 3,
                        scale=1 / 127.5).float()
     desc = IdentityEncoder("reference")(dlib_face_chips(SMALL, lm))
-    released, _ = model.bottleneck.release(desc, 10.0, key=K1, backend="reference")  # + typical
+    released, _ = release(model.bottleneck, desc, 10.0, key=K1, backend="reference")  # + typical
 
     def render(sigma):
         with torch.no_grad():

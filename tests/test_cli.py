@@ -86,7 +86,7 @@ def test_bench_command_writes_a_table(capsys, tmp_path):
 
 
 def test_bench_backend_specs():
-    from identitydp_fast.benchmark import parse_spec
+    from identitydp_fast.cli.bench import parse_spec
     assert parse_spec("triton-bf16+graph") == ("triton", torch.bfloat16, True)
     assert parse_spec("cuda") == ("cuda", torch.float32, False)
     assert parse_spec("compile-max") == ("compile-max", torch.float32, False)

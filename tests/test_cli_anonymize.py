@@ -1,4 +1,4 @@
-"""``identitydp anonymize`` (identitydp_fast/cli_anonymize.py, batch_files.py, image_codec.py):
+"""``identitydp anonymize`` (identitydp_fast/cli/anonymize.py, io/files.py, io/image_codec.py):
 folders and relative paths, formats and modes, never writing over inputs, atomic re-runs,
 bad files, EXIF orientation, the JSON report. A real Anonymizer runs with a tiny
 random-init model (its faces are noise, but every stage runs)."""
@@ -333,7 +333,7 @@ def test_interrupt_leaves_complete_outputs_and_a_report(tmp_path, model_path, ca
 
 
 def test_failed_write_keeps_the_old_output(tmp_path, monkeypatch):
-    from identitydp_fast import batch_files
+    from identitydp_fast.io import files
 
     target = tmp_path / "o" / "x.png"
     target.parent.mkdir()
@@ -342,17 +342,17 @@ def test_failed_write_keeps_the_old_output(tmp_path, monkeypatch):
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(batch_files.os, "fsync", disk_full)
+    monkeypatch.setattr(files.os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space"):
-        batch_files.write_atomic(target, b"new")
+        files.write_atomic(target, b"new")
     assert target.read_bytes() == b"old" and sorted(p.name for p in target.parent.iterdir()) == ["x.png"]
     monkeypatch.undo()
-    batch_files.write_atomic(target, b"new")
+    files.write_atomic(target, b"new")
     assert target.read_bytes() == b"new" and (target.stat().st_mode & 0o777) != 0o600
 
 
 def test_file_keys_differ_per_path_and_key():
-    from identitydp_fast.batch_files import file_key
+    from identitydp_fast.io.files import file_key
 
     k1, k2 = bytes(32), bytes([1]) + bytes(31)
     keys = {file_key(k1, "a.jpg"), file_key(k1, "b.jpg"), file_key(k1, "sub/a.jpg"), file_key(k2, "a.jpg")}

@@ -1,4 +1,4 @@
-"""Detection (identitydp_fast/geometry/detect.py): the astronaut, LFW against the landmark
+"""Detection (identitydp_fast/pipeline/detect.py): the astronaut, LFW against the landmark
 CSV, and the defined behaviour for no face, border faces, tiny faces and caller records."""
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from identitydp_fast.shared_data import default_data_root
+from identitydp_fast.io.shared_data import default_data_root
 
 pytest.importorskip("dlib")
 
-from identitydp_fast.geometry import (FaceRecord, detect_faces, model_path, read_image,  # noqa: E402
-                                      records_from_landmarks)
+from identitydp_fast.pipeline.decode import read_image  # noqa: E402
+from identitydp_fast.pipeline.detect import (FaceRecord, detect_faces, model_path,  # noqa: E402
+                                            records_from_landmarks)
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "examples" / "astronaut.png"

@@ -15,7 +15,8 @@ import pytest
 
 pytest.importorskip("dlib")
 
-from identitydp_fast.geometry import detect_faces, read_image  # noqa: E402
+from identitydp_fast.pipeline.decode import read_image  # noqa: E402
+from identitydp_fast.pipeline.detect import detect_faces  # noqa: E402
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
 

@@ -17,7 +17,7 @@ import torch
 from scipy import stats
 
 from identitydp_fast.ops import discrete_laplace
-from identitydp_fast.privacy import LaplaceParams, laplace_params, threshold_table
+from identitydp_fast.privacy.accounting import LaplaceParams, laplace_params, threshold_table
 from identitydp_fast.reference import discrete_laplace as reference_module
 
 ALPHA = 1e-4

@@ -14,10 +14,10 @@ import pathlib
 import numpy as np
 import pytest
 
-from identitydp_fast.shared_data import default_data_root
+from identitydp_fast.io.shared_data import default_data_root
 import torch
 
-from identitydp_fast.identity_encoder import IdentityEncoder
+from identitydp_fast.pipeline.identity import IdentityEncoder
 from identitydp_fast.reference.residual_add import residual_add_relu
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

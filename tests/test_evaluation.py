@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from identitydp_fast.shared_data import default_data_root
+from identitydp_fast.io.shared_data import default_data_root
 
 from identitydp_fast.evaluation import metrics as M
 

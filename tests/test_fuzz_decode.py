@@ -1,5 +1,5 @@
 """Bounded fuzzing (hypothesis) of decode + detect + anonymise + encode
-(identitydp_fast/image_codec.py and the Anonymizer): random bytes and mutated valid
+(identitydp_fast/io/image_codec.py and the Anonymizer): random bytes and mutated valid
 PNG/JPEG/GIF/BMP/WebP/TIFF files never raise anything but ImageFileError from decoding
 and encoding, and a decoded image always anonymises and writes back. About 20 s on one
 CPU thread (max_examples bounds it; no deadline, no example database)."""
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 Image = pytest.importorskip("PIL.Image")
 pytest.importorskip("dlib")
 
-from identitydp_fast.image_codec import ImageFileError, decode_bytes, encode  # noqa: E402
+from identitydp_fast.io.image_codec import ImageFileError, decode_bytes, encode  # noqa: E402
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
 # Pillow warns about damaged metadata it skips; those files are still handled

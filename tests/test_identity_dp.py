@@ -10,7 +10,7 @@ import torch
 
 import identitydp_fast as idp
 from identitydp_fast import ops
-from identitydp_fast.privacy import CLIP_SLACK
+from identitydp_fast.privacy.accounting import CLIP_SLACK
 
 
 def _inputs(n: int, d: int, device: str, centred: bool):

@@ -42,7 +42,8 @@ def test_checks_catch_a_wrong_result():
     """The per-call check flags changed background pixels, an unchanged face, a wrong face list."""
     import numpy as np
 
-    from identitydp_fast.geometry import detect_faces, read_image
+    from identitydp_fast.pipeline.decode import read_image
+    from identitydp_fast.pipeline.detect import detect_faces
 
     lt = _load_test_module()
     img = read_image(REPO / "examples" / "astronaut.png")

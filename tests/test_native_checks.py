@@ -12,7 +12,7 @@ from torch.utils.dlpack import to_dlpack
 
 from identitydp_fast import _native
 from identitydp_fast.ops._tables import table_on
-from identitydp_fast.privacy import laplace_params
+from identitydp_fast.privacy.accounting import laplace_params
 
 pytestmark = pytest.mark.skipif(_native._C is None, reason="identitydp_fast._C is not built")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from identitydp_fast.geometry.detect import FaceRecord
-from identitydp_fast.tracking import FaceTracker, box_iou
+from identitydp_fast.pipeline.detect import FaceRecord
+from identitydp_fast.io.tracking import FaceTracker, box_iou
 
 # 5 landmarks of a face box at (0, 0) with side 100: eyes, nose (dlib order)
 _LM = np.array([[70, 40], [58, 40], [30, 40], [42, 40], [50, 65]], dtype=np.float64)

@@ -1,4 +1,4 @@
-"""Training loop, losses and degradations on a tiny synthetic crop cache (no shared data)."""
+"""Training loop, losses and the augmentation (training/augment.py) on a tiny synthetic crop cache (no shared data)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from identitydp_fast.models.weights import load_model
-from identitydp_fast.training.degrade import (degrade_inner_face, inner_face_mask, jpeg_like,
-                                              real_pipeline)
+from identitydp_fast.training.augment import jpeg_like, real_pipeline
 from identitydp_fast.training.losses import centred_cosine_loss, d_hinge_loss, g_hinge_loss
 
 S = 128
@@ -160,23 +159,6 @@ def test_gpu_pack_round_trip(tmp_path):
         gpu_data.unpack(tmp_path / "bad.npz", tmp_path / "o2")
 
 
-def test_degrade_inner_face():
-    torch.manual_seed(0)
-    x = torch.rand(2, 3, S, S) * 2 - 1
-    y = degrade_inner_face(x, 5.0)
-    m = inner_face_mask(S)[0, 0]
-    outside, core = m == 0, m == 1
-    assert outside.float().mean() > 0.5 and core.any()
-    assert torch.equal(y[:, :, outside], x[:, :, outside])
-    # inside, the noise is blurred away: much lower local variance
-    assert y[:, :, core].std() < 0.3 * x[:, :, core].std()
-    # the eyes and the mouth region lie in the blurred core
-    assert bool(core[51, 48]) and bool(core[51, 79]) and bool(core[86, 64])
-    xg = x.clone().requires_grad_()
-    degrade_inner_face(xg, 5.0).sum().backward()
-    assert torch.isfinite(xg.grad).all()
-
-
 def test_real_pipeline_differentiable_and_reproducible():
     x = (torch.rand(3, 3, S, S) * 2 - 1).requires_grad_()
     y1 = real_pipeline(x, torch.Generator().manual_seed(1), p_jpeg=1.0)
@@ -209,15 +191,3 @@ def test_hinge_losses():
     zeros = [torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 2, 2)]
     assert float(d_hinge_loss(zeros, zeros)) == pytest.approx(4.0)
     assert float(g_hinge_loss([z + 1 for z in zeros])) == pytest.approx(-2.0)
-
-
-def test_masks_cached_under_inference_mode_stay_usable_for_training():
-    """The Anonymizer degrades crops under inference mode first; the cached mask must
-    still serve a later training step with autograd."""
-    from identitydp_fast.training.degrade import _mask_cpu
-    _mask_cpu.cache_clear()
-    with torch.inference_mode():
-        degrade_inner_face(torch.zeros(1, 3, 96, 96))
-    x = torch.zeros(1, 3, 96, 96, requires_grad=True)
-    degrade_inner_face(x).sum().backward()
-    assert x.grad is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from identitydp_fast.shared_data import default_data_root
+from identitydp_fast.io.shared_data import default_data_root
 import torch
 
 from identitydp_fast.training.data import (CropDataset, build_crop_cache, identity_statistics,
@@ -81,8 +81,8 @@ def test_cache_files_and_split(cache, data):
 
 def test_crops_are_the_inference_alignment(cache, data):
     """Landmarks land on the crop template; crop pixels equal a fresh reference warp."""
-    from identitydp_fast.geometry.align import crop_template, crop_transform
-    from identitydp_fast.geometry.image_io import read_image
+    from identitydp_fast.pipeline.align import crop_template, crop_transform
+    from identitydp_fast.pipeline.decode import read_image
     from identitydp_fast.ops.warp_affine import warp_affine
 
     out, _ = cache
@@ -113,7 +113,7 @@ def test_descriptors_match_dlib(cache, data):
     rows = {r["path"]: r for r in csv.DictReader(open(data / "lfw_landmarks.csv", newline=""))}
     ds = CropDataset(out, "heldout")
     descs = ds.descriptors
-    from identitydp_fast.geometry.image_io import read_image
+    from identitydp_fast.pipeline.decode import read_image
 
     same_pixels = own_decode = 0.0
     for k in range(0, len(ds), 3):

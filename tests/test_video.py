@@ -21,8 +21,8 @@ imageio_ffmpeg = pytest.importorskip(
     "imageio_ffmpeg", reason="the video extra is not installed (pip install -e '.[video]')")
 iio = pytest.importorskip("imageio.v2", reason="the video extra is not installed (pip install -e '.[video]')")
 
-from identitydp_fast import video  # noqa: E402
-from identitydp_fast.video import VideoError, anonymize_video, probe_video, track_key  # noqa: E402
+from identitydp_fast.io import video  # noqa: E402
+from identitydp_fast.io.video import VideoError, anonymize_video, probe_video, track_key  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
@@ -94,7 +94,7 @@ class Spy:
 
 def _footprint(face, h: int, w: int, margin: int = 4):
     """Frame pixels the model crop of ``face`` covers (all paste-back may touch), + margin."""
-    from identitydp_fast.geometry.align import crop_transform
+    from identitydp_fast.pipeline.align import crop_transform
 
     m = crop_transform(np.array(face.landmarks)[None], 128)[0]      # crop -> frame
     pts = torch.tensor([[0.0, 0, 1], [128, 0, 1], [0, 128, 1], [128, 128, 1]], dtype=torch.float64) @ m.T

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from identitydp_fast.geometry import crop_face_ellipse, crop_transform, read_image
+from identitydp_fast.pipeline.align import crop_face_ellipse, crop_transform
+from identitydp_fast.pipeline.decode import read_image
 from identitydp_fast.reference.warp_affine import feathered_ellipse, paste_back, warp_affine
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"

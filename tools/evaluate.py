@@ -1,5 +1,6 @@
 """Kept for old commands: the evaluation lives in the package as ``identitydp evaluate``
-(identitydp_fast/evaluation/command.py); this script takes the same options."""
+(options: identitydp_fast/cli/evaluate.py, run: identitydp_fast/evaluation/command.py);
+this script takes the same options."""
 from __future__ import annotations
 
 import sys

@@ -27,7 +27,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from identitydp_fast.shared_data import default_data_root  # noqa: E402
+from identitydp_fast.io.shared_data import default_data_root  # noqa: E402
 
 DATA = default_data_root()
 
@@ -72,9 +72,9 @@ def main(argv=None) -> int:
     import dlib
 
     from identitydp_fast import IdentityEncoder, detect_faces
-    from identitydp_fast.geometry.align import dlib_chip_transform
-    from identitydp_fast.geometry.detect import model_path
-    from identitydp_fast.geometry.image_io import read_image
+    from identitydp_fast.pipeline.align import dlib_chip_transform
+    from identitydp_fast.pipeline.detect import model_path
+    from identitydp_fast.pipeline.decode import read_image
     from identitydp_fast.ops.warp_affine import warp_affine
 
     pairs = make_pairs(args.pairs, args.seed)

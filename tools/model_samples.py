@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     from identitydp_fast import Anonymizer
-    from identitydp_fast.geometry.image_io import read_image
+    from identitydp_fast.pipeline.decode import read_image
 
     anon = Anonymizer(args.model, min_score=args.min_score)
     image = read_image(args.image)

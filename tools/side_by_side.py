@@ -31,7 +31,7 @@ def side_by_side(rows: list[tuple[Path, Path]], height: int = 384, gap: int = 8)
     """One RGB Pillow image: a row per pair, original left, anonymised right."""
     from PIL import Image
 
-    from identitydp_fast.geometry.image_io import read_image
+    from identitydp_fast.pipeline.decode import read_image
 
     scaled = []
     for a, b in rows:

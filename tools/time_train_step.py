@@ -39,7 +39,7 @@ from identitydp_fast.reference.aei_net import AEINet, PatchDiscriminator
 def chip_warp_matrix(crop_size: int) -> torch.Tensor:
     """(1, 2, 3) float32: 150x150 dlib chip pixel -> model crop pixel (the crop's own
     landmark template plays the landmarks)."""
-    from identitydp_fast.geometry.align import crop_template, dlib_chip_transform
+    from identitydp_fast.pipeline.align import crop_template, dlib_chip_transform
     return dlib_chip_transform(crop_template(crop_size)).to(torch.float32)
 
 

@@ -12,7 +12,9 @@ post-processing of the release) and ``swap`` (``Anonymizer.render`` with a train
 no noise: the privacy floor of an identity swap). No generator numbers are ever
 invented: a model that cannot be loaded stops the command (exit 2). Writes results.md,
 results.json, privacy_utility.png and samples.png into --out (the harness:
-identitydp_fast/evaluation/harness.py). Needs the shared data (LFW + landmarks).
+identitydp_fast/evaluation/harness.py). Needs the shared data (LFW + landmarks). The
+command's options are identitydp_fast/cli/evaluate.py (the command line never imports this
+package until the subcommand runs).
 """
 from __future__ import annotations
 
@@ -26,9 +28,6 @@ import torch
 
 from . import harness
 
-DEFAULT_EPSILONS = "1,10,30,100,300,1000"
-
-
 def model_anonymizers(model_path, epsilons, data_root, n_donors: int = 32, backend: str = "cpu",
                       raw_epsilons=()):
     """name -> anonymizer for a trained AEINet: ``dp-eps<e>`` per epsilon and ``swap``.
@@ -38,9 +37,10 @@ def model_anonymizers(model_path, epsilons, data_root, n_donors: int = 32, backe
     ``dp-eps<e>`` is ``Anonymizer.anonymize`` at that epsilon (the probe's key, face 0 on
     stream 0); ``swap`` is ``Anonymizer.render`` with a donor's RAW descriptor (no noise).
     """
-    from identitydp_fast.anonymizer import Anonymizer, check_epsilon
-    from identitydp_fast.geometry.detect import FaceRecord
-    from identitydp_fast.geometry.image_io import read_image
+    from identitydp_fast.anonymizer import Anonymizer
+    from identitydp_fast.privacy.accounting import check_epsilon
+    from identitydp_fast.pipeline.detect import FaceRecord
+    from identitydp_fast.pipeline.decode import read_image
     from identitydp_fast.training.data import _read_face_rows, split_lfw_identities
 
     epsilons = [check_epsilon(e) for e in epsilons]   # a bad value fails here, not mid-run
@@ -80,34 +80,8 @@ def model_anonymizers(model_path, epsilons, data_root, n_donors: int = 32, backe
     return out
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    """Register ``evaluate`` on the ``identitydp`` subparsers."""
-    ap = sub.add_parser("evaluate", help="privacy/utility evaluation on held-out LFW people",
-                        description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default=None,
-                    help="shared data folder (default: $IDP_DATA or ../shared/data)")
-    ap.add_argument("--out", default="eval_out", help="output folder")
-    ap.add_argument("--people", type=int, default=40, help="held-out identities to draw")
-    ap.add_argument("--probes", type=int, default=2, help="probe images per person")
-    ap.add_argument("--gallery-per-person", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--methods", default="blur,pixelate,identity",
-                    help="comma list of baselines (blur, pixelate, identity)")
-    ap.add_argument("--model", default=None,
-                    help="AEI-Net weights (default: the packaged default model)")
-    ap.add_argument("--baselines-only", action="store_true", help="do not run a generator")
-    ap.add_argument("--epsilons", default=DEFAULT_EPSILONS)
-    ap.add_argument("--raw-epsilons", default="",
-                    help="also run these epsilons WITHOUT the typical-identity post-processing "
-                         "(rows dp-eps<e>-raw)")
-    ap.add_argument("--backend", default="cpu",
-                    help="backend of the identity encoder, the generator and the noise")
-    ap.set_defaults(func=run)
-    return ap
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..shared_data import default_data_root
+    from ..io.shared_data import default_data_root
 
     data_root = Path(args.data) if args.data else default_data_root()
     if not (data_root / "lfw_landmarks.csv").is_file():
@@ -122,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     anonymizers, notes = {}, []
     if not args.baselines_only:
-        from ..anonymizer import DEFAULT_MODEL_PATH
+        from ..pipeline.generate import DEFAULT_MODEL_PATH
         model = args.model or DEFAULT_MODEL_PATH
         try:
             epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]
@@ -148,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     """``python -m identitydp_fast.evaluation.command ...`` (same as ``identitydp evaluate``)."""
+    from ..cli.evaluate import add_parser
+
     parser = argparse.ArgumentParser(prog="identitydp")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["evaluate", *(sys.argv[1:] if argv is None else argv)])

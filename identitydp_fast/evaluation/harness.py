@@ -45,9 +45,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from . import metrics as M
-from ..geometry.align import crop_face_ellipse, crop_transform, dlib_face_chips, invert_affine
-from ..geometry.detect import FaceRecord, detect_faces
-from ..geometry.image_io import read_image
+from ..pipeline.align import crop_face_ellipse, crop_transform, dlib_face_chips, invert_affine
+from ..pipeline.detect import FaceRecord, detect_faces
+from ..pipeline.decode import read_image
 from ..reference.warp_affine import feathered_ellipse, warp_affine
 
 Anonymizer = Callable[[np.ndarray, FaceRecord, bytes], np.ndarray]
@@ -199,7 +199,7 @@ def _judge_or_none(log):
 
 class _Encoder:
     def __init__(self, backend: str):
-        from ..identity_encoder import IdentityEncoder
+        from ..pipeline.identity import IdentityEncoder
         self.enc = IdentityEncoder(backend=backend)
         self.calls = 0
 

@@ -6,7 +6,7 @@ import functools
 import numpy as np
 import torch
 
-from ..privacy import LaplaceParams
+from ..privacy.accounting import LaplaceParams
 
 
 @functools.lru_cache(maxsize=64)

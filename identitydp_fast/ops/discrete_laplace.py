@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .. import _native
-from ..privacy import LaplaceParams
+from ..privacy.accounting import LaplaceParams
 from ..reference.discrete_laplace import discrete_laplace as _reference_op
 from ._tables import table_on
 

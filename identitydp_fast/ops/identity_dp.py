@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from .. import _native
-from ..privacy import LaplaceParams
+from ..privacy.accounting import LaplaceParams
 from ..reference.identity_dp import identity_dp as _reference_op
 from ._tables import table_on
 

@@ -188,8 +188,8 @@ class AEINet(nn.Module):
         config: an AEINetConfig or a registered name ('fast-128' default, 'paper-256').
 
     Parts: ``encoder`` (AttributeEncoder), ``bottleneck`` (IdentityBottleneck, with the DP
-    parameters as buffers and ``privatise``), ``generator`` (AADGenerator).
-    Only a released (privatised) vector belongs in ``identity`` when anonymising; the
+    parameters as buffers; pipeline/release.py privatises with them), ``generator``
+    (AADGenerator). Only a released (privatised) vector belongs in ``identity`` when anonymising; the
     attribute path sees the crop and is not covered by the DP guarantee.
     """
 

@@ -14,9 +14,10 @@ The generator's only identity input. The released (epsilon-IdentityDP) identity 
 
 The DP parameters travel with the weights as buffers: ``dp_center`` (D,) the public
 centre of the unit descriptors, ``dp_clip`` the L1 radius C of the residual (Delta_1 =
-2C), ``dp_output_norm`` the typical descriptor norm. ``privatise`` runs the mechanism
-(identitydp_fast.IdentityDP) with them. Only the released vector may reach ``forward``
-in an anonymisation; its guarantee covers the identity path only, not the attribute path.
+2C), ``dp_output_norm`` the typical descriptor norm. identitydp_fast/pipeline/release.py
+runs the mechanism (identitydp_fast.IdentityDP) with them. Only the released vector may
+reach ``forward`` in an anonymisation; its guarantee covers the identity path only, not
+the attribute path.
 
 Shapes: identity (N, D) any float dtype -> list of L pairs ((N, C_l), (N, C_l)) in the
 module's dtype. Kernel stem: kernels/*/bottleneck.* (planned); test: tests/test_aei_net.py.
@@ -28,8 +29,6 @@ from typing import Sequence
 
 import torch
 from torch import nn
-
-from ..identity_dp import IdentityDP, IdentityDPResult
 
 #: typical L2 norm of dlib's descriptors (1.25-1.61 on LFW, DESIGN.md 3); the default
 #: until ``set_identity_statistics`` measures it on training data.
@@ -95,76 +94,7 @@ class IdentityBottleneck(nn.Module):
         """identity (N, D) released vector -> [(gamma_id (N, C_l), beta_id (N, C_l))] per layer."""
         return self.split(self.project(self.whiten(identity)))
 
-    # ---- the DP release and its public statistics ---------------------------------------
-    def privatise(self, identity: torch.Tensor, epsilon: float, key: bytes | str | None = None,
-                  backend: str = "reference", stream: int = 0
-                  ) -> tuple[torch.Tensor, IdentityDPResult]:
-        """Release (N, D) identity descriptors with epsilon-IdentityDP using the stored
-        dp_center / dp_clip / dp_output_norm. Returns (released (N, D) float32, result).
-
-        The guarantee is IdentityDP's (identitydp_fast/identity_dp.py): Delta_1 = 2 dp_clip
-        for every input, effective epsilon in ``result``. key=None draws a fresh key from
-        the OS CSPRNG (the default); a given key is the flagged reproducible mode.
-        """
-        mech = IdentityDP(epsilon, center=self.dp_center.detach().float().cpu(),
-                          clip=float(self.dp_clip), output_norm=float(self.dp_output_norm),
-                          backend=backend)
-        result = mech(identity.detach().float().contiguous(), key=key, stream=stream)
-        return result.vectors, result
-
-    def typical_residual_norm(self) -> float:
-        """rho = sqrt(E ||u - mean(u)||^2) of the training unit descriptors u, from the stored
-        whitening statistics (input_std is the per-coordinate std of u r, so rho =
-        ||input_std|| / r). Public: a function of the published statistics only."""
-        return float(self.input_std.double().norm() / self.dp_output_norm.double())
-
-    def to_typical_identity(self, released: torch.Tensor) -> torch.Tensor:
-        """Post-process released vectors onto the shell where real identities live.
-
-        On the unit sphere, ||u - mu||^2 = 1 + m^2 - 2 m cos(u, mu) (m = ||mu||), so the
-        distance from the public centre mu = dp_center is set by the angle to it alone.
-        Write u = v / ||v|| = cos(a) mu^ + sin(a) e (e: unit, orthogonal to mu). A vector
-        farther than rho from mu (cos(a) < c* = (1 + m^2 - rho^2) / (2 m)) is turned
-        towards mu, keeping e, to exactly that distance:
-
-            u' = c* mu^ + sqrt(1 - c*^2) e,     out = r u'      (r = dp_output_norm);
-
-        nearer vectors only get the norm r. rho = ``typical_residual_norm()``.
-
-        Why: below epsilon ~ 300 the Laplace noise dominates, and a released unit vector
-        lies 2-3 rho from the centre (measured for the default model: median 3.25 rho at
-        epsilon 1, 2.3 rho at 100, 1.03 rho at 1000), while training identities lie at
-        0.84-1.22 rho (1st-99th percentile). The generator, never shown such vectors,
-        painted artefacts; on the shell it renders a typical (random) identity.
-
-        Guarantee: the map uses only the released vector and public statistics of the
-        model, so it is post-processing and the release keeps its (effective_epsilon,
-        delta)-DP guarantee exactly. (N, D) -> (N, D) float32."""
-        v = released.detach().to(torch.float64)
-        mu = self.dp_center.detach().to(device=v.device, dtype=torch.float64)
-        m = float(mu.norm())
-        rho = self.typical_residual_norm()
-        u = v / v.norm(dim=1, keepdim=True).clamp_min(1e-300)
-        if m < 1e-12 or not rho < 1 + m:       # no centre (or no spread): nothing to do
-            return (u * float(self.dp_output_norm)).to(torch.float32)
-        mu_hat = mu / m
-        c_star = min(1.0, max(-1.0, (1 + m * m - rho * rho) / (2 * m)))
-        cos = u @ mu_hat                                               # (N,)
-        e = u - cos[:, None] * mu_hat
-        e = e / e.norm(dim=1, keepdim=True).clamp_min(1e-300)
-        turned = c_star * mu_hat + math.sqrt(max(0.0, 1 - c_star * c_star)) * e
-        u = torch.where((cos < c_star)[:, None], turned, u)
-        return (u * float(self.dp_output_norm)).to(torch.float32)
-
-    def release(self, identity: torch.Tensor, epsilon: float, key: bytes | str | None = None,
-                backend: str = "reference", stream: int = 0, typical: bool = True
-                ) -> tuple[torch.Tensor, IdentityDPResult]:
-        """What an anonymisation feeds the generator: ``privatise`` (the DP mechanism), then,
-        with ``typical``, ``to_typical_identity`` (post-processing: same guarantee)."""
-        vectors, result = self.privatise(identity, epsilon, key=key, backend=backend,
-                                         stream=stream)
-        return (self.to_typical_identity(vectors) if typical else vectors), result
-
+    # ---- the public statistics (the DP release itself: pipeline/release.py) ----------
     @torch.no_grad()
     def set_identity_statistics(self, descriptors: torch.Tensor, clip: float | None = None) -> None:
         """Fill the public statistics from training descriptors (M, D) (not from people

@@ -1,7 +1,7 @@
 """Discrete Laplace sampler on per-sample ChaCha20 streams, the plain-PyTorch oracle.
 
 Math: K ~ DLap(p), P(K = k) = (1 - p)/(1 + p) p^|k|, p = exp(-g/b) (parameters and
-guarantee in :mod:`identitydp_fast.privacy`). |K| = 0 with probability
+guarantee in :mod:`identitydp_fast.privacy.accounting`). |K| = 0 with probability
 (1 - p)/(1 + p), else 1 + G where the n_bits binary digits of G are independent
 Bernoulli(p^(2^j) / (1 + p^(2^j))). Each Bernoulli compares uniform 32-bit keystream
 words with its threshold's words, most significant first, and stops at the first

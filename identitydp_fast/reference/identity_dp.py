@@ -13,7 +13,7 @@ Per row x (float32, d coordinates), with public centre mu (zeros if none)::
 
 Returns (out, v). Kernels checked against this: csrc/cpu/identity_dp.cpp,
 kernels/cuda/identity_dp.cu, kernels/triton/identity_dp.py. Test:
-tests/test_identity_dp.py. Guarantee: identitydp_fast/privacy.py.
+tests/test_identity_dp.py. Guarantee: identitydp_fast/privacy/accounting.py.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from ..privacy import LaplaceParams
+from ..privacy.accounting import LaplaceParams
 from .discrete_laplace import discrete_laplace
 
 

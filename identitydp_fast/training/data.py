@@ -27,7 +27,7 @@ uint8). Descriptors come from ``IdentityEncoder`` on the 150x150 dlib chip
 """
 from __future__ import annotations
 
-from ..shared_data import default_data_root  # noqa: F401  (re-exported for tools and the harness)
+from ..io.shared_data import default_data_root  # noqa: F401  (re-exported for tools and the harness)
 
 import csv
 import json
@@ -149,7 +149,7 @@ def _complete(out_dir: Path, name: str, want: dict) -> bool:
 
 def _load_and_warp(image_path: Path, crop_m: torch.Tensor, chip_m: torch.Tensor, size: int,
                    backend: str) -> tuple[np.ndarray, np.ndarray]:
-    from ..geometry.image_io import read_image
+    from ..pipeline.decode import read_image
     from ..ops.warp_affine import warp_affine
 
     img = torch.from_numpy(np.ascontiguousarray(read_image(str(image_path))))[None]
@@ -162,7 +162,7 @@ def _load_and_warp(image_path: Path, crop_m: torch.Tensor, chip_m: torch.Tensor,
 
 def _build_split(image_dir: Path, rows: list, size: int, backend: str, encoder, batch: int,
                  tag: str, out_crops: Path, out_descs: Path, log) -> list[dict]:
-    from ..geometry.align import apply_affine, crop_transform, dlib_chip_transform, invert_affine
+    from ..pipeline.align import apply_affine, crop_transform, dlib_chip_transform, invert_affine
 
     n = len(rows)
     if n:
@@ -276,7 +276,7 @@ def build_crop_cache(data_root, out_dir, size: int = 128, sets=SETS, limit: int 
             f"degenerate landmark sets skipped) -> "
             + ", ".join(f"{s} {len(v)}" for s, v in splits.items()))
         if encoder is None and good:
-            from ..identity_encoder import IdentityEncoder
+            from ..pipeline.identity import IdentityEncoder
             encoder = IdentityEncoder(backend=backend if backend != "triton" else "auto")
         meta = dict(want, backend=backend, skipped_no_face=no_face,
                     skipped_degenerate=degenerate, splits={})

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..geometry.align import crop_template, dlib_chip_transform
+from ..pipeline.align import crop_template, dlib_chip_transform
 
 CHIP_SIZE = 150
 #: dlib blocks after which ``IdentityLoss.features`` taps the activations (0-based, of 14):

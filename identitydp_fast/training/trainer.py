@@ -5,7 +5,7 @@ One step (batch B of training crops x with dlib descriptors e):
 1. sources: with probability ``p_rec`` a sample keeps its own identity (reconstruction),
    otherwise it takes another sample's descriptor (swap);
 2. with probability ``p_dp`` the injected identity is privatised by the model's own
-   epsilon-IdentityDP (``bottleneck.privatise``) at epsilon ~ log-uniform
+   epsilon-IdentityDP (``pipeline.release.privatise``) at epsilon ~ log-uniform
    [``eps_min``, ``eps_max``] (default [10, 1000]): the generator learns what inference
    feeds it;
 3. y = G(E(degrade_inner_face(x)), B(v)) (attribute input with the inner face blurred,
@@ -36,7 +36,9 @@ import torch
 from ..models.weights import save_model
 from ..reference.aei_net import AEINet, PatchDiscriminator
 from .data import CropDataset, identity_statistics, suggested_clip
-from .degrade import default_sigma, degrade_inner_face, real_pipeline
+from ..pipeline.attributes import default_sigma, degrade_inner_face
+from ..pipeline.release import release
+from .augment import real_pipeline
 from .losses import (IdentityLoss, attribute_loss, d_hinge_loss, g_hinge_loss,
                      perceptual_loss, reconstruction_loss)
 
@@ -75,7 +77,7 @@ class Trainer:
         log_every: print averaged losses every this many steps (no tqdm dependency).
         device: 'cpu' or 'cuda'.
         typical_identity: DP steps feed the generator the release post-processed onto
-            the shell of typical identities, as the Anonymizer does (bottleneck.release).
+            the shell of typical identities, as the Anonymizer does (pipeline.release.release).
     """
 
     def __init__(self, cache_dir, out_dir, config="fast-128", batch_size: int = 8,
@@ -165,10 +167,9 @@ class Trainer:
         v = self.descriptors[src].clone()
         for i in np.flatnonzero(dp):
             # what inference feeds the generator: the release, post-processed onto the
-            # shell of typical identities (bottleneck.release; same guarantee)
-            v[i:i + 1], _ = self.g.bottleneck.release(v[i:i + 1], float(eps[i]), key=keys[i],
-                                                       backend=self._dp_backend,
-                                                       typical=self.typical_identity)
+            # shell of typical identities (pipeline.release.release; same guarantee)
+            v[i:i + 1], _ = release(self.g.bottleneck, v[i:i + 1], float(eps[i]), key=keys[i],
+                                    backend=self._dp_backend, typical=self.typical_identity)
         return x, v.to(self.device), torch.from_numpy(rec & ~dp).to(self.device), dp, eps
 
     def train_step(self) -> dict:
@@ -354,8 +355,8 @@ class Trainer:
         z = m.attributes(x_att)
         rec = m.generator(z, m.bottleneck(e.to(self.device)))
         swap = m.generator(z, m.bottleneck(e.roll(-1, 0).to(self.device)))
-        noisy, _ = m.bottleneck.release(e, epsilon, key=bytes(32), backend=self._dp_backend,
-                                        typical=self.typical_identity)
+        noisy, _ = release(m.bottleneck, e, epsilon, key=bytes(32), backend=self._dp_backend,
+                           typical=self.typical_identity)
         dpo = m.generator(z, m.bottleneck(noisy.to(self.device)))
         cols = [x, x_att, rec, swap, dpo]
         # rows = samples, columns = cols: (3, n S, 5 S)

@@ -1,6 +1,6 @@
 // Integer-only discrete Laplace sampler on keystream words, for host and device.
 //
-// Math (see identitydp_fast/privacy.py for the parameters and the guarantee):
+// Math (see identitydp_fast/privacy/accounting.py for the parameters and the guarantee):
 //   K ~ DLap(p), P(K = k) = (1 - p) / (1 + p) * p^|k|, p = exp(-g / b).
 //   |K| = 0 with probability theta_z = (1 - p) / (1 + p), else 1 + G with
 //   G ~ Geometric(p) truncated to n_bits bits. The bits of a geometric variable are

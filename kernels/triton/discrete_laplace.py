@@ -1,7 +1,7 @@
 """Discrete Laplace sampler on per-sample ChaCha20 word streams, in Triton.
 
 Math: K ~ DLap(p), P(K = k) = (1 - p) / (1 + p) p^|k|, p = exp(-g / b) (parameters and
-guarantee in identitydp_fast/privacy.py). |K| = 0 with probability (1 - p) / (1 + p),
+guarantee in identitydp_fast/privacy/accounting.py). |K| = 0 with probability (1 - p) / (1 + p),
 else 1 + G, where the n_bits binary digits of G are independent
 Bernoulli(p^(2^j) / (1 + p^(2^j))). Each Bernoulli(T / 2^(32 W)) compares uniform
 32-bit keystream words with the W threshold words (most significant first) and stops at

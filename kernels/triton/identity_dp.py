@@ -15,7 +15,7 @@ identitydp_fast/reference/identity_dp.py; only the order of the two row reductio
 (||x||^2 and ||y||^2, and ||r||_1) may differ, i.e. float32 rounding. IEEE-rounded
 division and square root (div_rn, sqrt_rn) are used, and fp fusion is off, so that
 the GPU agrees with the CPU. K is bit-exact with the oracle (kernels/triton/
-discrete_laplace.py). Guarantee: identitydp_fast/privacy.py.
+discrete_laplace.py). Guarantee: identitydp_fast/privacy/accounting.py.
 
 Layout: each program handles a tile of ROWS rows x BLOCK_D columns (BLOCK_D = next power
 of two >= d, masked). On a GPU ROWS = 1 (one program per row); under the interpreter

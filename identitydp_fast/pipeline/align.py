@@ -1,4 +1,4 @@
-"""Alignment transforms: 5 landmarks -> the model's crop and dlib's identity chip.
+"""Align (pipeline stage 3): 5 landmarks -> the model's crop and dlib's identity chip.
 
 Every transform here is a (N, 2, 3) float64 tensor M mapping CROP pixel coordinates to
 IMAGE pixel coordinates, ``[x_img, y_img] = M @ [c, r, 1]`` (x = column, y = row, pixel
@@ -22,13 +22,30 @@ Two crops:
   coordinate f S - 1/2, so S = 128 and S = 256 show the same content.
 * dlib's identity chip (``dlib_chip_transform``): what ``dlib.get_face_chip(img, shape,
   size, padding)`` extracts, reproduced exactly (see that function).
+
+The pyramid (what the chip reads for small chips): dlib's ``pyramid_down<2>``
+(dlib/image_transforms/image_pyramid.h, pyramid_down_2_1), reproduced bit for bit
+(``pyramid_down2``), and its point mapping (``point_down``).
+
+One level halves the image with a separable 5-tap binomial filter [1 4 6 4 1] (x) [1 4 6 4 1]
+in integer arithmetic, keeping every other row and column and dropping a 2-pixel border:
+
+    out[i, j] = floor( sum_{a,b in -2..2} w_a w_b in[2 + 2 i + a, 2 + 2 j + b] / 256 )
+
+with out of size ((H - 3) // 2, (W - 3) // 2) (empty when H <= 8 or W <= 8, as dlib).
+Rows are filtered first (an exact integer sum, so the order does not matter); the single
+division by 256 truncates. dlib maps a point p of the input to ``point_down(p) =
+p / 2 - (1.25, 0.75)`` (x, y) in the output (``pyramid_down(2).point_down``): that is the
+convention its chip extraction uses for the coordinates of a pyramid level, whatever the
+filter's true phase. Checked against ``dlib.pyramid_down(2)(img)`` on RGB images of odd and
+even sizes (tests/test_align.py).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .pyramid import POINT_DOWN_OFFSET, pyramid_down2
+from ..models.dlib_resnet import CHIP_SIZE
 
 # dlib's mean face for shape_predictor_5 (dlib/image_transforms/interpolation.h,
 # get_face_chip_details), in the unit square of its 68-point face; order as above.
@@ -46,6 +63,39 @@ EYES_Y = 0.40          # height of the eye-corner midpoint, as a fraction of the
 # forehead (hairline) ~0.33 above, chin ~0.95 below, cheeks ~0.62 to each side
 _FACE_CENTRE_DY, _FACE_RX, _FACE_RY = 0.31, 0.62, 0.66
 DEFAULT_CROP = 128
+CHIP_PADDING = 0.25  # dlib's identity chip: CHIP_SIZE (150, the ResNet's input) + this padding
+
+
+# ---- dlib's image pyramid (the chip reads a pyramid level for small chips) ------------
+POINT_DOWN_OFFSET = (1.25, 0.75)  # (x, y): point_down(p) = p / 2 - offset
+
+
+def pyramid_down2(image) -> torch.Tensor:
+    """One level of dlib's pyramid_down<2>: (H, W, C) or (H, W) uint8 -> uint8 tensor of
+    ((H - 3) // 2, (W - 3) // 2[, C]); empty (0, 0[, C]) when H <= 8 or W <= 8."""
+    img = torch.as_tensor(image)
+    if img.dim() not in (2, 3) or img.dtype != torch.uint8:
+        raise ValueError(f"image must be (H, W[, C]) uint8, got {tuple(img.shape)} {img.dtype}")
+    h, w = int(img.shape[0]), int(img.shape[1])
+    if h <= 8 or w <= 8:
+        return img.new_zeros((0, 0) + tuple(img.shape[2:]))
+    oh, ow = (h - 3) // 2, (w - 3) // 2
+    a = img.to(torch.int32)
+    # columns 2 + 2 j + {-2..2}, j < ow
+    t = (a[:, 0:2 * ow:2] + 4 * a[:, 1:2 * ow + 1:2] + 6 * a[:, 2:2 * ow + 2:2]
+         + 4 * a[:, 3:2 * ow + 3:2] + a[:, 4:2 * ow + 4:2])
+    d = (t[0:2 * oh:2] + 4 * t[1:2 * oh + 1:2] + 6 * t[2:2 * oh + 2:2]
+         + 4 * t[3:2 * oh + 3:2] + t[4:2 * oh + 4:2])
+    return torch.div(d, 256, rounding_mode="floor").to(torch.uint8).contiguous()
+
+
+def point_down(points: torch.Tensor, levels: int = 1) -> torch.Tensor:
+    """(..., 2) float (x, y) points of an image -> their place ``levels`` levels down."""
+    p = torch.as_tensor(points, dtype=torch.float64)
+    off = torch.tensor(POINT_DOWN_OFFSET, dtype=p.dtype, device=p.device)
+    for _ in range(levels):
+        p = p / 2 - off
+    return p
 
 
 def _as_points(name: str, pts, k: int | None = None) -> torch.Tensor:
@@ -282,7 +332,7 @@ def dlib_face_chips(image, landmarks, size: int = 150, padding: float = 0.25) ->
 
     img = torch.as_tensor(image)
     if img.dim() != 3 or img.shape[2] != 3 or img.dtype != torch.uint8:
-        raise ValueError(f"image must be (H, W, 3) uint8 (see geometry.to_rgb_uint8), got "
+        raise ValueError(f"image must be (H, W, 3) uint8 (see pipeline.decode.to_rgb_uint8), got "
                          f"{tuple(img.shape)} {img.dtype}")
     m = dlib_chip_transform(landmarks, size, padding)
     h, w = int(img.shape[0]), int(img.shape[1])
@@ -309,3 +359,18 @@ def dlib_face_chips(image, landmarks, size: int = 150, padding: float = 0.25) ->
         chip = chip * ok.to(device=chip.device, dtype=chip.dtype)
         out[i] = chip.clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
     return out
+
+
+def model_crops(rgb: np.ndarray, landmarks, size: int, backend: str):
+    """Model crops (N, 3, S, S) float32 in [-1, 1] (CPU; pixels outside the image read
+    black) and their (N, 2, 3) float64 crop -> image maps, from (H, W, 3) uint8 ``rgb`` and
+    (N, 5, 2) landmarks; the warp kernel of identitydp_fast/ops on ``backend``."""
+    from ..ops.warp_affine import warp_affine
+
+    mats = crop_transform(landmarks, size)                            # (N, 2, 3)
+    img = torch.from_numpy(rgb).unsqueeze(0)                          # (1, H, W, 3) uint8
+    # one warp per face: the image is shared, and the kernels want one image per matrix
+    crops = torch.cat([warp_affine(img, mats[i:i + 1], size, size, mean=(127.5, 127.5, 127.5),
+                                   scale=1.0 / 127.5, backend=backend)
+                       for i in range(mats.shape[0])])
+    return crops, mats

@@ -1,7 +1,7 @@
 """``identitydp anonymize-video IN OUT``: anonymise every face of a video, keep its audio.
 
 One epsilon-IdentityDP release per face track, rendered in every frame of the track
-(identitydp_fast/video.py states the guarantee and the file handling). Prints a summary;
+(identitydp_fast/io/video.py states the guarantee and the file handling). Prints a summary;
 ``--report FILE.json`` writes the per-track record.
 
 Exit status: 0 done; 1 the video could not be read or written (one error line; OUT is
@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from .cli_options import add_anonymizer_options
+from .options import add_anonymizer_options
 
 _PROG = "identitydp anonymize-video"
 
@@ -43,7 +43,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import video
+    from ..io import video
 
     try:
         import imageio  # noqa: F401
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             return _error("--device cuda but no CUDA GPU is visible to torch", 2)
-    from .anonymizer import Anonymizer
+    from ..anonymizer import Anonymizer
 
     kw = {} if args.epsilon is None else {"epsilon": args.epsilon}
     try:

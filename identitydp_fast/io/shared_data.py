@@ -10,4 +10,4 @@ from pathlib import Path
 def default_data_root() -> Path:
     """``$IDP_DATA`` if set, else ``../shared/data`` next to the repository checkout."""
     env = os.environ.get("IDP_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"

@@ -3,7 +3,7 @@
 ``anonymize_video(src, dst, anonymizer)`` reads the frames with imageio's ffmpeg plugin
 (the ``imageio-ffmpeg`` wheel ships its own ffmpeg binary; ``pip install
 "identitydp-fast[video]"``), detects the faces of each frame, links them into tracks
-(:mod:`identitydp_fast.tracking`), and
+(:mod:`identitydp_fast.io.tracking`), and
 
 * at a track's first frame calls ``Anonymizer.release_identities`` ONCE for that face:
   one epsilon-IdentityDP release of its identity vector;
@@ -59,7 +59,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import keys as _keys
+from ..privacy import keys as _keys
 from .tracking import FaceTracker
 
 #: output container (by extension) -> (video encoder, audio encoder when copying fails)

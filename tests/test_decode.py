@@ -1,4 +1,4 @@
-"""Decoding (identitydp_fast/geometry/image_io.py): every accepted layout, dtype and PIL
+"""Decoding (identitydp_fast/pipeline/decode.py): every accepted layout, dtype and PIL
 mode to (H, W, 3) uint8 RGB, EXIF orientation, the pixel limit, and clear errors."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from identitydp_fast.geometry import read_image, to_rgb_uint8
+from identitydp_fast.pipeline.decode import read_image, to_rgb_uint8
 
 Image = pytest.importorskip("PIL.Image")
 ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"

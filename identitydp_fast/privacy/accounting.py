@@ -57,6 +57,18 @@ MAX_EPSILON = 5000.0
 CLIP_SLACK = 2.0**-16
 
 
+def check_epsilon(epsilon, name: str = "epsilon") -> float:
+    """epsilon as a float, or TypeError / ValueError: a real number with 0 < epsilon <=
+    MAX_EPSILON (the budget a caller of the Anonymizer or the CLI may ask for)."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(epsilon).__name__} {epsilon!r}")
+    e = float(epsilon)
+    if not (math.isfinite(e) and 0.0 < e <= MAX_EPSILON):
+        raise ValueError(f"{name}={epsilon!r} is out of range: it must be > 0 and <= "
+                         f"{MAX_EPSILON:g} (privacy.MAX_EPSILON); smaller is more private")
+    return e
+
+
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity (params are cached)
 class LaplaceParams:
     """Everything a backend needs to draw the noise, and what the draw guarantees.

@@ -79,7 +79,7 @@ class FileRecord:
     status: 'ok' (faces anonymised), 'no_face' (written with its pixels unchanged),
     'skipped' (the output existed; nothing read), 'failed' (see error; no output written).
     faces: one dict per anonymised face (the anonymiser's FaceResult fields).
-    notes: conversions the output shows (see identitydp_fast.image_codec).
+    notes: conversions the output shows (see identitydp_fast.io.image_codec).
     """
 
     input: str

@@ -1,4 +1,4 @@
-"""The identity encoder: aligned 150x150 face chips -> 128-D identity descriptors.
+"""Identity (pipeline stage 4): aligned 150x150 face chips -> 128-D identity descriptors.
 
 ``IdentityEncoder()(chips)`` runs dlib's face-recognition ResNet
 (dlib_face_recognition_resnet_model_v1.dat, CC0; structure and weights:
@@ -7,7 +7,8 @@ identitydp_fast/models/dlib_resnet.py) and returns what dlib's
 scale: not normalised, distance < 0.6 means the same person.
 
 Chips are dlib's convention: ``dlib.get_face_chip(img, shape, size=150, padding=0.25)``
-from the 5-point landmarks, RGB.
+from the 5-point landmarks, RGB (pipeline/align.py ``dlib_face_chips``);
+``describe_faces(encoder, rgb, landmarks)`` cuts them and runs the encoder.
 """
 from __future__ import annotations
 
@@ -17,17 +18,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models.dlib_resnet import CHIP_SIZE, DESCRIPTOR_DIM
+from ..models.dlib_resnet import DESCRIPTOR_DIM
+from .align import CHIP_PADDING, CHIP_SIZE, dlib_face_chips
 
 
 def _reference(device: torch.device) -> nn.Module:
-    from .reference.dlib_resnet import DlibResNet
+    from ..reference.dlib_resnet import DlibResNet
     return DlibResNet.from_file().to(device).eval()
 
 
 def _engine(backend: str) -> Callable[..., nn.Module]:
     def factory(device: torch.device, dtype: torch.dtype = torch.float32) -> nn.Module:
-        from .engine.dlib_resnet import EngineDlibResNet
+        from ..engine.dlib_resnet import EngineDlibResNet
         return EngineDlibResNet.from_file(backend=backend, dtype=dtype).to(device).eval()
     return factory
 
@@ -61,7 +63,7 @@ class IdentityEncoder:
 
     def __init__(self, backend: str = "auto", device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32):
-        from . import _backends
+        from .. import _backends
         if backend != "auto" and backend not in ENCODER_BACKENDS:
             raise ValueError(f"backend={backend!r} has no identity encoder; choose one of "
                              f"{sorted(ENCODER_BACKENDS)} or 'auto'")
@@ -88,6 +90,15 @@ class IdentityEncoder:
             return torch.empty(0, DESCRIPTOR_DIM, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             return self.module(x).to(torch.float32)
+
+
+
+def describe_faces(encoder: IdentityEncoder, rgb: np.ndarray, landmarks) -> torch.Tensor:
+    """(N, 128) float32 descriptors on the encoder's device from dlib's chips of (H, W, 3)
+    uint8 ``rgb`` at the faces' (N, 5, 2) landmarks (N = 0: an empty (0, 128))."""
+    if len(landmarks) == 0:
+        return torch.empty(0, DESCRIPTOR_DIM, dtype=torch.float32, device=encoder.device)
+    return encoder(dlib_face_chips(rgb, np.stack(landmarks), CHIP_SIZE, CHIP_PADDING))
 
 
 def _as_float_chips(chips) -> torch.Tensor:

@@ -12,7 +12,7 @@ C, so Delta_1 = 2C holds for every possible input, not just typical ones:
 * an explicit clip C: Delta_1 = 2C (with a centre near the data, C ~ 4-5 cuts the noise
   ~2.5x for dlib's descriptors, DESIGN.md section 4).
 
-Guarantee (identitydp_fast/privacy.py): the released vectors are
+Guarantee (identitydp_fast/privacy/accounting.py, GUARANTEE.md): the released vectors are
 (effective_epsilon, delta)-DP per row with respect to replacing the person behind the
 row's identity vector; ``effective_epsilon`` = epsilon + d g / b (grid rounding) + a
 sampler-precision term, delta ~ 1e-19 or less. It covers the identity vector only:
@@ -25,10 +25,9 @@ import math
 
 import torch
 
-from . import _backends
+from .. import _backends, ops
 from . import keys as _keys
-from . import ops
-from .privacy import LaplaceParams, laplace_params
+from .accounting import LaplaceParams, laplace_params
 
 
 @dataclasses.dataclass(frozen=True)

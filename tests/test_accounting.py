@@ -1,4 +1,4 @@
-"""Parameters and accounting of the mechanism (identitydp_fast/privacy.py)."""
+"""Parameters and accounting of the mechanism (identitydp_fast/privacy/accounting.py)."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from identitydp_fast.privacy import GRID_BITS, MAX_EPSILON, TAIL_MARGIN, laplace_params, threshold_table
+from identitydp_fast.privacy.accounting import GRID_BITS, MAX_EPSILON, TAIL_MARGIN, laplace_params, threshold_table
 
 
 @pytest.mark.parametrize("eps", [0.01, 1.0, 10.0, 300.0, 1000.0])

@@ -1,4 +1,8 @@
-"""frame' = frame (1 - m) + crop m, for every face: generated crops back into the frame.
+"""Blend (pipeline stage 8): frame' = frame (1 - m) + crop m, for every face: generated
+crops back into the frame.
+
+``paste_mask(S)``: the mask m, the feathered face ellipse of the crop
+(``align.crop_face_ellipse``, feather ``PASTE_FEATHER``), so no seam or box edge shows.
 
 ``paste_faces(frame, crops, matrices, mask, backend)``: for face i the crop (S, S, 3) and
 the mask (S, S), both in crop coordinates, are inverse-warped (bilinear) into the frame's
@@ -6,7 +10,8 @@ bounding box of the crop's footprint and blended there. Faces are pasted in orde
 two overlap, the later one blends over the earlier). The math is
 ``reference.warp_affine.paste_back``'s, which runs as is for ``backend="reference"`` (the
 oracle, float64); the other backends warp with their kernel (identitydp_fast/ops/warp_affine.py,
-float32 samples) and blend in float64. Tests: tests/test_anonymizer.py.
+float32 samples) and blend in float64. ``blend_crops`` is the same blend for callers'
+own aligned crops (no warp). Tests: tests/test_anonymizer.py.
 
 Guarantees: a frame pixel where every face's warped mask is exactly 0 (outside the
 feathered ellipses; the mask reads 0 outside the crop) comes back bit-identical; crops that
@@ -20,9 +25,20 @@ import math
 import numpy as np
 import torch
 
-from ..geometry.align import invert_affine
 from ..ops.warp_affine import warp_affine
-from ..reference.warp_affine import paste_back
+from ..reference.warp_affine import feathered_ellipse, paste_back
+from .align import crop_face_ellipse, invert_affine
+
+#: feather of the paste-back ellipse, as a fraction of its radius; the same value as
+#: evaluation.harness.MASK_FEATHER, whose "outside the face" is what this leaves untouched
+PASTE_FEATHER = 0.15
+
+
+def paste_mask(size: int) -> torch.Tensor:
+    """(S, S) float64 paste-back mask in crop pixels: 1 on the face, 0 outside the feathered
+    face ellipse."""
+    (cx, cy), (rx, ry) = crop_face_ellipse(size)
+    return feathered_ellipse(size, size, (cx, cy), (rx, ry), PASTE_FEATHER, dtype=torch.float64)
 
 
 def footprint(matrix: torch.Tensor, size: int, height: int, width: int):
@@ -76,3 +92,17 @@ def paste_faces(frame: np.ndarray, crops: torch.Tensor, matrices: torch.Tensor,
         blended = region * (1 - alpha) + warped[..., :3].to(torch.float64) * alpha
         out[y0:y1 + 1, x0:x1 + 1] = torch.floor(blended + 0.5).clamp(0, 255).to(torch.uint8)
     return out.numpy()
+
+
+def blend_crops(crops: np.ndarray, pixels: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
+    """crops (N, S, S, 3) uint8 numpy (the caller's aligned crops) blended with generated
+    ``pixels`` (N, S, S, 3) float in [0, 255] through ``mask`` (S, S): a new (N, S, S, 3)
+    uint8 array; where the mask is 0 the crop comes back exactly (mask None: the generated
+    pixels everywhere). Values round half up."""
+    out = pixels.to(torch.float64)
+    if mask is not None:
+        s = int(mask.shape[-1])
+        m = mask.to(torch.float64).view(1, s, s, 1)
+        src = torch.from_numpy(crops).to(torch.float64)
+        out = src * (1 - m) + out * m                                  # m = 0: src exactly
+    return torch.floor(out + 0.5).clamp(0, 255).to(torch.uint8).numpy()

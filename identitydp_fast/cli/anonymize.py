@@ -4,8 +4,8 @@ Outputs keep each input's file name and format under DIR (folders: their relativ
 paths). Inputs are never written; outputs are atomic; existing outputs are skipped
 unless --overwrite; images without a face are written with their pixels unchanged;
 a file that fails gets one error line on stderr and a 'failed' row in the report while
-the others complete. File handling: identitydp_fast/batch_files.py; decoding and
-writing formats, modes and metadata: identitydp_fast/image_codec.py.
+the others complete. File handling: identitydp_fast/io/files.py; decoding and
+writing formats, modes and metadata: identitydp_fast/io/image_codec.py.
 
 Exit status: 0 when every file is ok, no_face or skipped; 1 when any file failed;
 2 when the command could not start (bad option, refused output folder, model missing);
@@ -18,9 +18,9 @@ import json
 import sys
 import warnings
 
-from . import batch_files
-from .cli_options import add_anonymizer_options
-from .image_codec import MAX_PIXELS
+from ..io import files
+from ..io.image_codec import MAX_PIXELS
+from .options import add_anonymizer_options
 
 _PROG = "identitydp anonymize"
 
@@ -61,7 +61,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _check_args(args) -> bytes | None:
-    from .keys import check_key
+    from ..privacy.keys import check_key
 
     if args.batch_size < 1:
         raise _Usage(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -82,7 +82,7 @@ def _check_args(args) -> bytes | None:
 
 
 def _make_anonymizer(args):
-    from .anonymizer import Anonymizer
+    from ..anonymizer import Anonymizer
 
     kw = {"model": args.model, "device": args.device, "backend": args.backend,
           "min_score": args.min_score, "upsample": args.upsample}
@@ -101,14 +101,14 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
 
     try:
         master = _check_args(args)
-        jobs, ignored = batch_files.plan(args.inputs, args.out, args.recursive)
+        jobs, ignored = files.plan(args.inputs, args.out, args.recursive)
         if args.report:
             rep = Path(args.report).resolve()
             clash = [j for j in jobs if rep in (j.input.resolve(), j.output.resolve())]
             if clash:
                 raise _Usage(f"--report {args.report} is also the input or output {clash[0].input}")
         anon = _make_anonymizer(args)
-    except (_Usage, batch_files.PlanError) as exc:
+    except (_Usage, files.PlanError) as exc:
         return _usage_error(str(exc))
     epsilon = args.epsilon if args.epsilon is not None else getattr(anon, "epsilon", None)
     # Pillow warns about damaged metadata in files it can still read; the per-file result
@@ -120,12 +120,12 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    records: list[batch_files.FileRecord] = []
+    records: list[files.FileRecord] = []
     bar = tqdm(total=len(jobs), unit="img", desc="anonymising", file=sys.stderr,
                disable=args.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
     interrupted = False
     try:
-        for rec in batch_files.run(jobs, anonymize, overwrite=args.overwrite, master_key=master,
+        for rec in files.run(jobs, anonymize, overwrite=args.overwrite, master_key=master,
                                    max_pixels=args.max_pixels, strip_metadata=args.strip_metadata,
                                    decode_ahead=args.batch_size):
             records.append(rec)
@@ -136,20 +136,20 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
         interrupted = True
     finally:
         bar.close()
-    line = batch_files.summary_line(records, args.out)
+    line = files.summary_line(records, args.out)
     if ignored:
         line += f"; ignored {len(ignored)} non-image file(s) in the input folders"
     if interrupted:
         line = f"interrupted after {len(records)} of {len(jobs)} file(s): " + line
     print(line)
     if args.report:
-        report = batch_files.report(records, epsilon=epsilon, key_supplied=master is not None,
+        report = files.report(records, epsilon=epsilon, key_supplied=master is not None,
                                     out_dir=args.out, ignored=ignored,
                                     extra={"model": args.model or "packaged default",
                                            "backend": args.backend, "device": args.device,
                                            "interrupted": interrupted})
         try:
-            batch_files.write_atomic(Path(args.report),
+            files.write_atomic(Path(args.report),
                                      (json.dumps(report, indent=2) + "\n").encode("utf-8"))
         except OSError as exc:
             print(f"{_PROG}: error: cannot write the report {args.report}: {exc.strerror or exc}",

@@ -1,4 +1,4 @@
-"""End-to-end latency of the anonymisation network per backend (``identitydp bench``).
+"""``identitydp bench``: end-to-end latency of the anonymisation network per backend.
 
 One "call" is what an anonymisation of N aligned faces costs after alignment:
 identity descriptors of the 150x150 chips (IdentityEncoder) -> epsilon-IdentityDP on
@@ -22,6 +22,7 @@ over the median; compare with the card's measured bf16 matmul ceiling, bench/gpu
 """
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -29,8 +30,8 @@ import time
 
 import torch
 
-from .identity_dp import IdentityDP
-from .identity_encoder import IdentityEncoder
+from ..pipeline.identity import IdentityEncoder
+from ..privacy.identity_dp import IdentityDP
 
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -51,8 +52,8 @@ def parse_spec(spec: str) -> tuple[str, torch.dtype, bool]:
 
 
 def _pipeline(spec: str, config: str, device: torch.device, example):
-    from .engine.aei_net import EngineAEINet
-    from .reference.aei_net import AEINet
+    from ..engine.aei_net import EngineAEINet
+    from ..reference.aei_net import AEINet
 
     name, dtype, graph = parse_spec(spec)
     torch.manual_seed(0)
@@ -71,7 +72,7 @@ def _pipeline(spec: str, config: str, device: torch.device, example):
         engine = EngineAEINet(model, name, dtype).to(device)
         net = engine
         if graph:
-            from .engine.cuda_graph import CUDAGraphed
+            from ..engine.cuda_graph import CUDAGraphed
             chips, crops = example
             with torch.inference_mode():
                 released = torch.nn.functional.normalize(
@@ -100,8 +101,8 @@ def call_flops(config: str, chips: torch.Tensor, crops: torch.Tensor) -> float:
     model): the numerator of the achieved TFLOP/s column."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .reference.aei_net import AEINet
-    from .reference.dlib_resnet import DlibResNet
+    from ..reference.aei_net import AEINet
+    from ..reference.dlib_resnet import DlibResNet
 
     model = AEINet(config).eval().to(crops.device)
     net = DlibResNet.from_file().eval().to(crops.device)
@@ -116,8 +117,8 @@ def call_flops(config: str, chips: torch.Tensor, crops: torch.Tensor) -> float:
 def run_bench(config: str = "fast-128", batch: int = 1, device: str = "cpu",
               backends: list[str] | None = None, repeats: int = 20, warmup: int = 3) -> dict:
     """Latency table (see the module docstring) as a dict; also printable with ``format_table``."""
-    from . import _backends
-    from .models.config import get_config
+    from .. import _backends
+    from ..models.config import get_config
 
     dev = torch.device(device)
     size = get_config(config).crop_size
@@ -172,3 +173,34 @@ def format_table(record: dict) -> str:
 
 def to_json(record: dict) -> str:
     return json.dumps(record, indent=1)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    backends = [b.strip() for b in args.backends.split(",")] if args.backends else None
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("identitydp: error: --device cuda but no CUDA GPU is visible to torch")
+    try:
+        record = run_bench(args.config, args.batch, args.device, backends, args.repeats, args.warmup)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
+        raise SystemExit(f"identitydp: error: {exc}")
+    print(format_table(record))
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(to_json(record))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register the subcommand on the ``identitydp`` subparsers."""
+    bench = sub.add_parser("bench", help="end-to-end latency per backend (median, p90, ratio to eager)")
+    bench.add_argument("--config", default="fast-128", help="model config (fast-128, paper-256)")
+    bench.add_argument("--batch", type=int, default=1)
+    bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    bench.add_argument("--backends", default=None,
+                       help="comma list of reference, compile, cpu, cuda, triton (default: reference + available engines)")
+    bench.add_argument("--repeats", type=int, default=20)
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--json", help="also write the table as JSON here")
+    bench.set_defaults(func=cmd_bench)
+    return bench

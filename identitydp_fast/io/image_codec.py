@@ -13,7 +13,7 @@ Decoding:
 
 * EXIF orientation is applied (the pixels come out upright) and the output carries no
   orientation tag, so every viewer shows it the same way.
-* Pixel limit: ``max_pixels`` (default 50 megapixels, geometry.image_io.MAX_PIXELS) is
+* Pixel limit: ``max_pixels`` (default 50 megapixels, pipeline.decode.MAX_PIXELS) is
   checked from the header, before any pixel is decoded (decompression bombs). Pillow's
   own bomb check (2 x 89 MP) still applies above that.
 * Refused: empty, non-image, truncated or corrupt files; multi-frame images (animated
@@ -62,7 +62,7 @@ import os
 
 import numpy as np
 
-from .geometry.image_io import MAX_PIXELS
+from ..pipeline.decode import MAX_PIXELS
 
 __all__ = ["ImageFileError", "DecodedImage", "decode_file", "decode_bytes", "encode", "MAX_PIXELS"]
 
