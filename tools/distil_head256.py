@@ -16,7 +16,9 @@ Measured (held-out faces 672..799, cached fp16 features, PSNR over [-1, 1], peak
   1x1 head alone (Adam lr 2e-3, MSE, 32 px crops)             24.24 dB
   Head256 mid 64, 1 layer, from it: Adam lr 1e-3 cosine, MSE,
   batch 8, 1300 steps (0.3-1.0 s/step on 2 shared cores)      26.20 dB   <- packaged
-(>= 30 dB not reached; the loss was still falling; variants not measured for lack of time.)
+  Head256 mid 64, 2 layers, skip from the packaged one (24.78 dB
+  at step 0), same recipe, 600 steps (0.7-1.1 s/step)         26.20 dB   (not written)
+(>= 30 dB not reached; the training loss was still falling in both runs.)
 
 Phase 1 renders targets with OpenVINO on the original IR (the same network as ours to 1.3e-4,
 tests/test_mobile_stylegan.py, and ~7x faster on this CPU): w = w_avg + psi (mapping(z) - w_avg),
