@@ -158,7 +158,7 @@ def _read_lfw(data_root: Path, held: set) -> dict[str, list[tuple[str, np.ndarra
 def inner_face_mask_image(shape, landmarks, size: int = MASK_CROP) -> np.ndarray:
     """(H, W) in [0, 1]: the inner-face ellipse (eyebrows to lower lip) of the model crop,
     warped into the frame: where ``sharpness`` is measured."""
-    from ..training.degrade import inner_face_ellipse
+    from ..pipeline.attributes import inner_face_ellipse
     h, w = int(shape[0]), int(shape[1])
     (cx, cy), (rx, ry) = inner_face_ellipse(size)
     ell = feathered_ellipse(size, size, (cx, cy), (rx, ry), MASK_FEATHER, dtype=torch.float64)

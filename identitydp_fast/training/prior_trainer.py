@@ -7,7 +7,7 @@ their dlib descriptors computed once. Each step, batch B, the frozen prior insid
 * recon half: (degraded own face, own identity) -> the face. Losses: W+ regression to the
   known w (every layer: ||W+ - w||^2 / 512), L1, dlib-feature perceptual loss;
 * swap half: (degraded face A, identity of B, or a DP release of it at a random epsilon through
-  the model's bottleneck with the typical-identity post-processing) -> a new face. Losses: the
+  the model's bottleneck with the typical-identity post-processing, pipeline/release.py) -> a new face. Losses: the
   centred-cosine identity loss of dlib(real_pipeline(out)) against the injected identity (the
   real-pipeline augmentation makes adversarial textures useless), L1 outside the inner-face
   ellipse (hair, background, outline stay A's).
@@ -32,11 +32,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..geometry.align import crop_template, dlib_chip_transform
+from ..pipeline.align import crop_template, dlib_chip_transform
+from ..pipeline.attributes import gaussian_blur, inner_face_ellipse
+from ..pipeline.release import release
 from ..reference.mobile_stylegan import load_prior
 from ..reference.prior_aad import PriorAADConfig, PriorAADGenerator
 from ..reference.warp_affine import feathered_ellipse
-from .degrade import gaussian_blur, inner_face_ellipse, real_pipeline
+from .augment import real_pipeline
 from .losses import IdentityLoss, centred_cosine_loss, perceptual_loss
 
 EYES_Y = 0.40
@@ -172,7 +174,7 @@ class PriorTrainer:
         other = self.ids[torch.randint(len(self.w), (b - half,), generator=self.gen)]
         if c.p_dp > 0 and torch.rand((), generator=self.gen) < c.p_dp:
             eps = c.epsilons[int(torch.randint(len(c.epsilons), (), generator=self.gen))]
-            other, _ = m.bottleneck.release(other, eps)
+            other, _ = release(m.bottleneck, other, eps)
         identity = torch.cat([own[:half], other])
         out, wp = m(attr, identity, return_styles=True)
         losses = {}
