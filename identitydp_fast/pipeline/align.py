@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..models.dlib_resnet import CHIP_SIZE
+from ..models.dlib_resnet import CHIP_SIZE  # noqa: F401  (the chip side: with CHIP_PADDING below)
 
 # dlib's mean face for shape_predictor_5 (dlib/image_transforms/interpolation.h,
 # get_face_chip_details), in the unit square of its 68-point face; order as above.
