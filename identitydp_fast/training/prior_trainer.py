@@ -17,7 +17,7 @@ Geometry: the prior draws FFHQ-aligned faces; measured with dlib's 5 points on i
 template is the project's crop template with the eyes at PRIOR_EYES_Y = 0.48 of the side
 instead of 0.40 (same scale: outer eye corners 0.34 of the side apart). ``prior_template``.
 
-Checkpoint: one file (trainable parameters fp32 + step + config + losses; no optimiser state:
+Checkpoint: one file (trainable parameters fp16 + step + config + losses; no optimiser state:
 Adam restarts with a short warm-up on resume), overwritten atomically.
 """
 from __future__ import annotations
@@ -143,7 +143,7 @@ class PriorTrainer:
         loss_id = (wp[:, ids] - self.w[idx, None]).square().mean()
         total = loss_attr + loss_id   # the identity layers count twice: they carry the person
         self._apply(total)
-        return {"reg": float(loss_attr), "reg_id": float(loss_id)}
+        return {"reg": loss_attr.item(), "reg_id": loss_id.item()}
 
     def _apply(self, total: torch.Tensor) -> None:
         c = self.cfg
@@ -204,7 +204,11 @@ class PriorTrainer:
     def save(self) -> None:
         tmp = self.checkpoint.with_suffix(".tmp")
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": self.state(), "step": self.step, "train_cfg": dataclasses.asdict(self.cfg),
+        # fp16 parameters keep the one checkpoint in the repository compact (~17 MB);
+        # resume casts back to float32 (a rounding of 2^-11 relative, far below a step's change)
+        state = {k: v.half() if v.is_floating_point() and not k.startswith("bottleneck.") else v
+                 for k, v in self.state().items()}
+        torch.save({"state": state, "step": self.step, "train_cfg": dataclasses.asdict(self.cfg),
                     "model_cfg": dataclasses.asdict(self.model.cfg), "log": self.log[-200:]}, tmp)
         tmp.replace(self.checkpoint)
 
@@ -212,8 +216,10 @@ class PriorTrainer:
         if not self.checkpoint.exists():
             return 0
         ck = torch.load(self.checkpoint)
-        missing, unexpected = self.model.load_state_dict(ck["state"], strict=False)
-        bad = [k for k in missing if not k.startswith("prior.")]
+        state = {k: v.float() if v.is_floating_point() else v for k, v in ck["state"].items()}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        # the frozen prior comes from its own file; id_index from the config
+        bad = [k for k in missing if not k.startswith("prior.") and k != "id_index"]
         if bad or unexpected:
             raise ValueError(f"checkpoint {self.checkpoint} does not fit the model: missing {bad[:5]}, "
                              f"unexpected {unexpected[:5]}")
