@@ -52,3 +52,40 @@ def test_bad_sensitivity(sens):
 
 def test_cached():
     assert laplace_params(3.0, 8.0, 128) is laplace_params(3.0, 8.0, 128)
+
+
+def _realised_rel_errors_mpmath(lam: Fraction, table: np.ndarray) -> float:
+    """Largest relative error of each realised probability (theta and 1 - theta) against an
+    independent 2,000-digit mpmath computation of the same thresholds."""
+    import mpmath
+
+    mp = mpmath.mp.clone() if hasattr(mpmath.mp, "clone") else mpmath.mp
+    with mpmath.workdps(2000):
+        p = mpmath.exp(-mpmath.mpf(lam.numerator) / lam.denominator)
+        words = table.shape[1]
+        thetas = [(1 - p) / (1 + p)] + [p ** (2**j) / (1 + p ** (2**j)) for j in range(table.shape[0] - 1)]
+        worst = mpmath.mpf(0)
+        for row, theta in zip(table, thetas):
+            t_int = 0
+            for w in row:
+                t_int = (t_int << 32) | int(w)
+            realised = mpmath.mpf(t_int) / mpmath.mpf(2) ** (32 * words)
+            worst = max(worst, abs(realised - theta) / theta, abs(realised - theta) / (1 - theta))
+        return float(worst)
+
+
+@pytest.mark.parametrize("epsilon", [0.5, 1.0, 10.0, 100.0])
+def test_table_error_is_bounded_against_mpmath_and_ignores_the_ambient_context(epsilon):
+    """The realised thresholds differ from the true ones (mpmath, 2,000 digits) by at most
+    the reported table_rel_error, also when the host lowered decimal's ambient precision
+    (before the fix: 28-digit operators, errors up to 1.4e-25 against a reported 5e-38)."""
+    import decimal
+
+    p = laplace_params(epsilon, sensitivity=9.0, dim=128)
+    lam = Fraction(p.granularity) / Fraction(p.scale)
+    true_err = _realised_rel_errors_mpmath(lam, p.table)
+    assert true_err <= p.table_rel_error
+    with decimal.localcontext(decimal.Context(prec=3)):
+        hostile, rel = threshold_table(lam, p.n_bits, p.words_per_row)
+    np.testing.assert_array_equal(hostile, p.table)
+    assert rel == p.table_rel_error

@@ -191,28 +191,35 @@ def threshold_table(lam, n_bits: int, words: int) -> tuple[np.ndarray, float]:
     Returns the (n_bits + 1, words) uint32 table (read-only) and the largest relative
     error of a realised probability (theta or 1 - theta), rounded up.
     """
+    # Every operation runs in this context, operators included (``1 - p`` etc. use the
+    # current context): a host that lowered the thread's ambient precision must not
+    # change the table (tests/test_accounting.py runs it under prec = 3).
     ctx = decimal.Context(prec=int(words * 32 * 0.302) + 30)
-    if isinstance(lam, fractions.Fraction):
-        lam = ctx.divide(decimal.Decimal(lam.numerator), decimal.Decimal(lam.denominator))
-    else:
-        lam = ctx.plus(decimal.Decimal(lam))
-    p = ctx.exp(-lam)
-    probs = [ctx.divide(1 - p, 1 + p)]
-    for j in range(n_bits):
-        pj = ctx.power(p, 2**j)
-        probs.append(ctx.divide(pj, 1 + pj))
-    one = decimal.Decimal(2) ** (32 * words)
-    table = np.zeros((n_bits + 1, words), dtype=np.uint32)
-    rel_err = decimal.Decimal(0)
-    for row, theta in enumerate(probs):
-        t_int = int(ctx.multiply(theta, one).to_integral_value(rounding=decimal.ROUND_FLOOR))
-        realised = ctx.divide(decimal.Decimal(t_int), one)
-        err = abs(theta - realised)
-        if theta > 0:
-            rel_err = max(rel_err, ctx.divide(err, theta))
-        rel_err = max(rel_err, ctx.divide(err, 1 - theta))
-        for t in range(words):
-            table[row, t] = (t_int >> (32 * (words - 1 - t))) & 0xFFFFFFFF
+    with decimal.localcontext(ctx):
+        if isinstance(lam, fractions.Fraction):
+            lam = decimal.Decimal(lam.numerator) / decimal.Decimal(lam.denominator)
+        else:
+            lam = +decimal.Decimal(lam)
+        p = (-lam).exp()
+        probs = [(1 - p) / (1 + p)]
+        for j in range(n_bits):
+            pj = p ** (2**j)
+            probs.append(pj / (1 + pj))
+        one = decimal.Decimal(2) ** (32 * words)
+        table = np.zeros((n_bits + 1, words), dtype=np.uint32)
+        rel_err = decimal.Decimal(0)
+        # each theta above carries at most a few units of 10^-prec relative error from the
+        # decimal arithmetic; bound it by 10^-(prec - 5) and add it to the floor's error
+        arith = decimal.Decimal(10) ** -(ctx.prec - 5)
+        for row, theta in enumerate(probs):
+            t_int = int((theta * one).to_integral_value(rounding=decimal.ROUND_FLOOR))
+            realised = decimal.Decimal(t_int) / one
+            err = abs(theta - realised) + arith * theta
+            if theta > 0:
+                rel_err = max(rel_err, err / theta)
+            rel_err = max(rel_err, err / (1 - theta))
+            for t in range(words):
+                table[row, t] = (t_int >> (32 * (words - 1 - t))) & 0xFFFFFFFF
     table.setflags(write=False)
     return table, float(rel_err) * (1 + 1e-9)
 
