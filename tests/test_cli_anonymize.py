@@ -115,6 +115,24 @@ def test_without_recursive_only_the_folders_own_files(tmp_path, model_path, caps
         assert im.format == "GIF"
 
 
+@pytest.mark.parametrize("recursive", [False, True])
+def test_a_symlink_loop_in_a_folder_is_one_error_line_and_the_rest_completes(tmp_path, model_path,
+                                                                             capsys, recursive):
+    """Without -r a loop (a -> b -> a) used to end the run with OSError [Errno 40]."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    _noise().save(src / "ok.png")
+    (src / "a").symlink_to("b")
+    (src / "b").symlink_to("a")
+    code, stdout, stderr = _run([str(src), "--out", str(out)] + (["-r"] if recursive else []),
+                                model_path, capsys, quiet=False)
+    assert sorted(_snapshot(out)) == ["ok.png"]
+    if not recursive:
+        assert code == 1  # failures are reported in the exit code
+        assert stderr.count("Too many levels of symbolic links") == 2
+        assert "1 without a face" in stdout and "2 failed" in stdout
+
+
 def test_refuses_output_folder_that_would_touch_inputs(tmp_path, model_path, capsys):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)

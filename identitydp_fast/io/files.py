@@ -100,13 +100,27 @@ def image_extensions() -> frozenset[str]:
                      if fmt in Image.OPEN)
 
 
-def _folder_files(folder: Path, recursive: bool, exts: frozenset[str]) -> tuple[list[Path], list[Path]]:
-    """(image files, other files) under folder, sorted; hidden entries left out."""
+def _entry_is_file(entry: os.DirEntry, unreadable: list) -> bool:
+    """entry.is_file(), with entries that cannot even be stat'ed (a symlink loop: ELOOP,
+    permissions) collected as (path, reason) instead of ending the whole scan."""
+    try:
+        return entry.is_file()
+    except OSError as err:
+        unreadable.append((Path(entry.path), err.strerror or str(err)))
+        return False
+
+
+def _folder_files(folder: Path, recursive: bool, exts: frozenset[str],
+                  unreadable: list | None = None) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) under folder, sorted; hidden entries left out; entries that
+    cannot be read go to ``unreadable`` as (path, reason)."""
     images, others = [], []
+    unreadable = [] if unreadable is None else unreadable
     if recursive:
         walker = os.walk(folder, followlinks=False)
     else:
-        walker = [(str(folder), [], [e.name for e in os.scandir(folder) if e.is_file()])]
+        walker = [(str(folder), [], [e.name for e in os.scandir(folder)
+                                     if not e.name.startswith(".") and _entry_is_file(e, unreadable)])]
     for root, dirs, files in walker:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
@@ -151,8 +165,12 @@ def plan(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
             if recursive and _is_within(out_real, real):
                 raise PlanError(f"--out {out} lies inside the input folder {src}; with --recursive a "
                                 "later run would read the outputs as inputs: choose a folder outside it")
-            images, others = _folder_files(src, recursive, exts)
+            unreadable: list = []
+            images, others = _folder_files(src, recursive, exts, unreadable)
             ignored.extend(others)
+            for p, reason in unreadable:  # reported as one failed line each; the batch goes on
+                rel = p.relative_to(src).as_posix()
+                jobs.append(Job(p, out / rel, rel, f"cannot read it: {reason}"))
             for p in images:
                 rel = p.relative_to(src).as_posix()
                 jobs.append(Job(p, out / rel, rel))
