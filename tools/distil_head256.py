@@ -82,8 +82,10 @@ def load_cache():
     return torch.from_numpy(w), torch.from_numpy(t)
 
 
-def cached_features(prior, w) -> np.ndarray:
-    path = CACHE / f"features{len(w)}.f16"
+def cached_features(prior, w, name: str = "features") -> np.ndarray:
+    """The faces' 128 px features (blocks 0..4 of the frozen prior), computed once into an fp16
+    memmap ``CACHE/<name><N>.f16`` (a ``.done`` marker tells a finished file from a cut one)."""
+    path = CACHE / f"{name}{len(w)}.f16"
     shape = (len(w), spec.CHANNELS[prior.HEAD256_BLOCKS], 128, 128)
     done = CACHE / (path.name + ".done")
     feats = np.lib.format.open_memmap(path, mode="r+" if path.exists() else "w+", dtype=np.float16, shape=shape)
@@ -94,22 +96,7 @@ def cached_features(prior, w) -> np.ndarray:
                 feats[i:i + 8] = prior.synthesis(prior.broadcast(w[i:i + 8]), prior.HEAD256_BLOCKS).half().numpy()
         feats.flush()
         done.touch()
-        print(f"features of {len(w)} faces in {time.time() - t0:.0f} s", flush=True)
-    return feats
-
-
-def heldout_features(prior, w) -> np.ndarray:
-    """The held-out faces' 128 px features, fp16 memmap (the same as the training path's)."""
-    path = CACHE / f"features_ho{len(w)}.f16"
-    shape = (len(w), spec.CHANNELS[prior.HEAD256_BLOCKS], 128, 128)
-    done = CACHE / (path.name + ".done")
-    feats = np.lib.format.open_memmap(path, mode="r+" if path.exists() else "w+", dtype=np.float16, shape=shape)
-    if not done.exists():
-        with torch.no_grad():
-            for i in range(0, len(w), 8):
-                feats[i:i + 8] = prior.synthesis(prior.broadcast(w[i:i + 8]), prior.HEAD256_BLOCKS).half().numpy()
-        feats.flush()
-        done.touch()
+        print(f"{name} of {len(w)} faces in {time.time() - t0:.0f} s", flush=True)
     return feats
 
 
@@ -197,7 +184,7 @@ def main(argv=None):
                 head.to_img.mod_bias.fill_(1.0)
                 head.to_img.mod_weight.normal_(0, 0.01)
     prior.has_head256 = True
-    feats_ho = heldout_features(prior, w_ho)
+    feats_ho = cached_features(prior, w_ho, name="features_ho")
     if a.eval_only:
         print(f"held-out PSNR {psnr(prior, w_ho, t_ho):.2f} dB over {len(w_ho)} faces (step {step})")
         return

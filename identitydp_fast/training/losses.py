@@ -71,10 +71,13 @@ def centred_cosine_loss(embedding: torch.Tensor, identity: torch.Tensor,
     return 1 - F.cosine_similarity(e, v, dim=1, eps=1e-8)
 
 
-def crop_to_chip_grid(crop_size: int, chip_size: int = CHIP_SIZE) -> torch.Tensor:
+def crop_to_chip_grid(crop_size: int, chip_size: int = CHIP_SIZE,
+                      template: torch.Tensor | None = None) -> torch.Tensor:
     """(1, chip, chip, 2) grid_sample grid (align_corners=True) sampling the dlib chip of
-    the template face out of a model crop of side ``crop_size``."""
-    m = dlib_chip_transform(crop_template(crop_size), chip_size)[0]   # chip px -> crop px
+    the template face out of a model crop of side ``crop_size`` (``template``: the crop's
+    (5, 2) landmarks in pixels; default ``crop_template(crop_size)``)."""
+    template = crop_template(crop_size) if template is None else template
+    m = dlib_chip_transform(template, chip_size)[0]   # chip px -> crop px
     r = torch.arange(chip_size, dtype=torch.float64).view(chip_size, 1)
     c = torch.arange(chip_size, dtype=torch.float64).view(1, chip_size)
     x = m[0, 0] * c + m[0, 1] * r + m[0, 2]

@@ -32,17 +32,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..pipeline.align import crop_template, dlib_chip_transform
+from ..pipeline.align import EYES_Y, crop_template
 from ..pipeline.attributes import gaussian_blur, inner_face_ellipse
 from ..pipeline.release import release
 from ..reference.mobile_stylegan import load_prior
 from ..reference.prior_aad import PriorAADConfig, PriorAADGenerator
 from ..reference.warp_affine import feathered_ellipse
 from .augment import real_pipeline
-from .losses import IdentityLoss, centred_cosine_loss, perceptual_loss
+from .losses import IdentityLoss, centred_cosine_loss, crop_to_chip_grid, perceptual_loss
 
-EYES_Y = 0.40
-PRIOR_EYES_Y = 0.48
+PRIOR_EYES_Y = 0.48  # the prior's canvas; the project's crop template has EYES_Y
 
 
 def prior_template(size: int) -> torch.Tensor:
@@ -62,12 +61,8 @@ def degrade_prior_crop(crop: torch.Tensor, mask: torch.Tensor, sigma: float) -> 
 
 
 def chip_grid(size: int, chip: int = 150) -> torch.Tensor:
-    m = dlib_chip_transform(prior_template(size), chip)[0]
-    r = torch.arange(chip, dtype=torch.float64).view(chip, 1)
-    c = torch.arange(chip, dtype=torch.float64).view(1, chip)
-    x = m[0, 0] * c + m[0, 1] * r + m[0, 2]
-    y = m[1, 0] * c + m[1, 1] * r + m[1, 2]
-    return torch.stack([2 * x / (size - 1) - 1, 2 * y / (size - 1) - 1], dim=-1).unsqueeze(0).float()
+    """The grid that cuts dlib's identity chip out of a prior crop of side ``size``."""
+    return crop_to_chip_grid(size, chip, template=prior_template(size))
 
 
 @dataclasses.dataclass
