@@ -35,7 +35,7 @@ import torch
 
 from . import _backends
 from .pipeline import align, attributes, decode, detect, generate, identity, release
-from .pipeline.blend import blend_crops, paste_faces, paste_mask  # (anonymize_aligned's blend=)
+from .pipeline.blend import blend_crops, match_colour, paste_faces, paste_mask, realign_rendered
 from .pipeline.detect import FaceRecord
 from .pipeline.release import FaceResult
 from .privacy import keys as _keys
@@ -55,8 +55,11 @@ class Anonymizer:
 
     Args:
         model: None (the packaged default, ``DEFAULT_MODEL_PATH``, or ``$IDP_WEIGHTS``), a
-            path to an AEI-Net weights file (models/weights.py), or a loaded
-            ``reference.aei_net.AEINet`` (moved to ``device``, set to eval mode).
+            path to a weights file (AEI-Net: models/weights.py; prior-256:
+            models/prior_weights.py), or a loaded ``reference.aei_net.AEINet`` or
+            ``reference.prior_mix.PriorMixGenerator`` (moved to ``device``, eval mode).
+            prior-256 faces are drawn on the prior's canvas (``eyes_y``), then re-aligned
+            to the photo's landmarks and colour-matched at the seam before the paste.
         epsilon: default budget per face, 0 < epsilon <= privacy.accounting.MAX_EPSILON
             (5000); each call may pass its own.
         device: where the networks and the noise run ('cpu', 'cuda', 'cuda:1', ...).
@@ -92,6 +95,8 @@ class Anonymizer:
 
         self.model, self.model_path = generate.load_model(model, self.device)
         self.crop_size = s = int(self.model.config.crop_size)
+        self.eyes_y = float(getattr(self.model.config, "eyes_y", align.EYES_Y))
+        self._fits_rendered = generate.is_prior_model(self.model)  # realign + colour match
         self.degrade_sigma = attributes.trained_sigma(self.model, self.model_path)
         self._generator = generate.Generator(self.model, self.backend, self.device, dtype, graphs,
                                              str(self.model_path or "in memory"))
@@ -99,12 +104,12 @@ class Anonymizer:
         # geometry runs on the CPU: the warp kernel where _C is built, the reference otherwise
         self._geometry_backend = ("reference" if self.backend == "reference"
                                   else _backends.resolve("auto", "cpu"))
-        self.paste_mask = paste_mask(s)                             # (S, S), 0 outside
-        self._template = align.crop_template(s)                     # (5, 2) crop pixels
+        self.paste_mask = paste_mask(s, self.eyes_y)                # (S, S), 0 outside
+        self._template = align.crop_template(s, self.eyes_y)        # (5, 2) crop pixels
         self._ledger = ReleaseLedger()
 
     def __repr__(self) -> str:
-        model = self.model_path if self.model_path is not None else f"AEINet({self.model.config.name!r})"
+        model = self.model_path if self.model_path is not None else f"{type(self.model).__name__}({self.model.config.name!r})"
         return (f"Anonymizer(model={str(model)!r}, epsilon={self.epsilon:g}, device='{self.device}', "
                 f"backend={self.backend!r}, detector={self.detector!r}, upsample={self.upsample}, "
                 f"min_score={self.min_score:g}, min_size={self.min_size})")
@@ -170,9 +175,9 @@ class Anonymizer:
 
         crops: (N, S, S, 3) uint8 RGB, numpy or torch (any device), S = ``crop_size``,
         aligned like ``pipeline.align.crop_transform`` (the 5 landmarks on
-        ``crop_template(S)``). Returns the same kind, shape and dtype.
+        ``crop_template(S, eyes_y)``). Returns the same kind, shape and dtype.
 
-        The identity comes from dlib's chip cut from the crop itself at ``crop_template(S)``
+        The identity comes from dlib's chip cut from the crop itself at the template
         (softer than a chip of the original photo: prefer ``anonymize(image, faces)``).
         blend=True: the new face blended in through the paste-back ellipse (pixels outside
         it unchanged); False: the generator's whole crop. return_results=True returns
@@ -227,11 +232,14 @@ class Anonymizer:
         """(N, 3, S, S) crops in [-1, 1] on ``device`` + (N, 128) identities -> (N, S, S, 3)
         float32 CPU in [0, 255], through the attribute input the model was trained with."""
         with torch.inference_mode():
-            x_att = attributes.degrade_inner_face(crops, self.degrade_sigma)
+            x_att = attributes.degrade_inner_face(crops, self.degrade_sigma, eyes_y=self.eyes_y)
             return self._generator(x_att, identities)
 
     def _render_rgb(self, rgb: np.ndarray, faces: Sequence[FaceRecord], vectors) -> np.ndarray:
         lm = np.stack([f.landmarks for f in faces])                      # (N, 5, 2)
-        crops, mats = align.model_crops(rgb, lm, self.crop_size, self._geometry_backend)
+        crops, mats = align.model_crops(rgb, lm, self.crop_size, self._geometry_backend, self.eyes_y)
         pixels = self._generate(crops.to(self.device), vectors)
+        if self._fits_rendered:
+            pixels = match_colour(pixels, crops, self.paste_mask)
+            mats = realign_rendered(pixels, mats, self._template)
         return paste_faces(rgb, pixels, mats, self.paste_mask, self._geometry_backend)

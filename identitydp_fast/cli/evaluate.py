@@ -4,6 +4,7 @@ no-noise identity swap, in one run.
 
     identitydp evaluate --out eval_out                     # default model, epsilons 1..1000
     identitydp evaluate --model w.safetensors --epsilons 1,10,100 --people 40 --probes 2
+    identitydp evaluate --model fast-128,prior-256 --out eval_two   # two models, one run
     identitydp evaluate --baselines-only --out eval_base   # no generator
 
 This module holds the options only; the run is identitydp_fast/evaluation/command.py
@@ -37,7 +38,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     ap.add_argument("--methods", default="blur,pixelate,identity",
                     help="comma list of baselines (blur, pixelate, identity)")
     ap.add_argument("--model", default=None,
-                    help="AEI-Net weights (default: the packaged default model)")
+                    help="weights file or packaged model name (fast-128, prior-256); a comma "
+                         "list runs the models side by side, rows prefixed by the model "
+                         "(default: the packaged default model)")
     ap.add_argument("--baselines-only", action="store_true", help="do not run a generator")
     ap.add_argument("--epsilons", default=DEFAULT_EPSILONS)
     ap.add_argument("--raw-epsilons", default="",

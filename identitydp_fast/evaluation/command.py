@@ -97,20 +97,23 @@ def run(args: argparse.Namespace) -> int:
     anonymizers, notes = {}, []
     if not args.baselines_only:
         from ..pipeline.generate import DEFAULT_MODEL_PATH
-        model = args.model or DEFAULT_MODEL_PATH
-        try:
-            epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]
-            raw = [float(e) for e in args.raw_epsilons.split(",") if e.strip()]
-            extra = model_anonymizers(model, epsilons, data_root, backend=args.backend,
-                                      raw_epsilons=raw)
-        except Exception as exc:  # never fake the generator's rows
-            print(f"identitydp evaluate: error: the model {model} could not be loaded or run: "
-                  f"{exc}", file=sys.stderr)
-            return 2
-        anonymizers.update(extra)
-        methods += list(extra)
-        notes.append(f"DP generator: {model} (attribute input: the crop with the inner face "
-                     f"degraded, as in training)")
+        models = [m.strip() for m in (args.model or str(DEFAULT_MODEL_PATH)).split(",") if m.strip()]
+        for model in models:
+            try:
+                epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]
+                raw = [float(e) for e in args.raw_epsilons.split(",") if e.strip()]
+                extra = model_anonymizers(model, epsilons, data_root, backend=args.backend,
+                                          raw_epsilons=raw)
+            except Exception as exc:  # never fake the generator's rows
+                print(f"identitydp evaluate: error: the model {model} could not be loaded or run: "
+                      f"{exc}", file=sys.stderr)
+                return 2
+            if len(models) > 1:   # side by side: every row named after its model
+                extra = {f"{Path(model).stem}/{k}": v for k, v in extra.items()}
+            anonymizers.update(extra)
+            methods += list(extra)
+            notes.append(f"DP generator: {model} (attribute input: the crop with the inner face "
+                         f"degraded, as in training)")
     else:
         notes.append("DP generator: NOT evaluated (--baselines-only); baselines only.")
     harness.evaluate(anonymizers, methods, data_root, args.people, args.probes, args.seed,

@@ -1,13 +1,16 @@
-"""Weights files of the prior-based generator (reference/prior_aad.py): one safetensors file
-holding the frozen prior and the trained parts together.
+"""Weights files of the prior-256 model (reference/prior_mix.py): one safetensors file holding
+the frozen face prior and the fitted maps together.
 
-* tensors: ``PriorAADGenerator.state_dict()`` (``prior.*`` the MobileStyleGAN weights with its
-  256 head and w_avg; ``encoder.*``, ``mapper.*``, ``aad.*``, ``attr_layer_offset``; the
-  bottleneck's DP parameters and whitening statistics). Floating parameters in fp16 by
-  default; buffers (the DP parameters, w_avg, the fixed noise maps, scales) stay float32 so the
-  privacy parameters are stored exactly.
-* metadata: ``format`` = "identitydp-fast/prior-aad", ``format_version``, ``config``
-  (PriorAADConfig JSON), ``summary`` (training facts and the public DP parameters), ``licence``.
+* tensors: ``PriorMixGenerator.state_dict()``: ``prior.*`` (the MobileStyleGAN weights with
+  its 256 head and w_avg), ``attribute_encoder.map.*`` and ``identity_mapper.map.*`` (the
+  ridge fits), ``identity_layers``, and the bottleneck's public DP parameters. Weights in fp16
+  by default; buffers (the DP parameters, the maps' standardisation, w_avg, the fixed noise
+  maps) stay float32 so the privacy parameters are stored exactly.
+* metadata: ``format`` = FORMAT, ``format_version``, ``config`` (PriorMixConfig JSON),
+  ``summary`` (the fit's facts and the public DP parameters), ``licence``.
+
+Errors name the file: missing, not this format, corrupt header, tensors that do not fit,
+NaN or inf.
 """
 from __future__ import annotations
 
@@ -22,12 +25,14 @@ from safetensors.torch import save_file
 
 from .mobile_stylegan import LICENCE as PRIOR_LICENCE
 
-FORMAT = "identitydp-fast/prior-aad"
+FORMAT = "identitydp-fast/prior-mix"
 FORMAT_VERSION = "1"
-LICENCE = (PRIOR_LICENCE + "; the trained parts learned from the prior's own samples: the same terms")
+LICENCE = (PRIOR_LICENCE + "; the fitted maps learned from the prior's own samples only: the "
+           "same terms")
 
 
-def save_generator(path: str | Path, model, summary: dict, dtype: torch.dtype = torch.float16) -> Path:
+def save_mix_generator(path: str | Path, model, summary: dict, dtype: torch.dtype = torch.float16) -> Path:
+    """Write ``model`` (a PriorMixGenerator) atomically (a .tmp file, then renamed)."""
     path = Path(path)
     buffers = {n for n, _ in model.named_buffers()}
     tensors = {}
@@ -38,9 +43,10 @@ def save_generator(path: str | Path, model, summary: dict, dtype: torch.dtype = 
         tensors[name] = t
     bn = model.bottleneck
     summary = {**summary, "dp": {"center_norm": float(bn.dp_center.norm()), "clip_l1": float(bn.dp_clip),
-                                 "output_norm": float(bn.dp_output_norm)}}
+                                 "output_norm": float(bn.dp_output_norm),
+                                 "statistics_from": "dlib descriptors of the prior's own samples"}}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "licence": LICENCE,
-            "config": json.dumps(dataclasses.asdict(model.cfg)), "summary": json.dumps(summary),
+            "config": json.dumps(dataclasses.asdict(model.config)), "summary": json.dumps(summary),
             "dtype": str(dtype).replace("torch.", "")}
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
@@ -49,34 +55,54 @@ def save_generator(path: str | Path, model, summary: dict, dtype: torch.dtype = 
     return path
 
 
-def is_prior_generator_file(path: str | Path) -> bool:
+def file_format(path: str | Path) -> str | None:
+    """The ``format`` metadata of a safetensors file (None when unreadable or absent)."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("format") == FORMAT
+            return (f.metadata() or {}).get("format")
     except Exception:
-        return False
+        return None
 
 
-def load_generator(path: str | Path, device="cpu"):
-    """The PriorAADGenerator of a weights file, float32, eval mode, on ``device``."""
+def is_prior_mix_file(path: str | Path) -> bool:
+    return file_format(path) == FORMAT
+
+
+def load_mix_generator(path: str | Path, device="cpu"):
+    """The PriorMixGenerator of a weights file: float32, eval mode, frozen, on ``device``;
+    ``training_summary`` holds the file's summary."""
     from ..reference.mobile_stylegan import FacePrior
-    from ..reference.prior_aad import PriorAADConfig, PriorAADGenerator
+    from ..reference.prior_mix import PriorMixConfig, PriorMixGenerator
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"generator weights {path} not found")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a prior-aad weights file (format {meta.get('format')!r})")
-        state = {k: f.get_tensor(k).float() for k in f.keys()}
-    cfg_dict = json.loads(meta["config"])
-    cfg = PriorAADConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()})
+        raise FileNotFoundError(f"prior-256 weights {path} not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"{path} is not a prior-256 weights file (format {meta.get('format')!r})")
+            if meta.get("format_version") != FORMAT_VERSION:
+                raise ValueError(f"{path}: format_version {meta.get('format_version')!r} is not "
+                                 f"{FORMAT_VERSION!r} (written by another identitydp-fast version)")
+            state = {k: f.get_tensor(k).float() for k in f.keys()}
+        cfg = json.loads(meta["config"])
+        summary = json.loads(meta.get("summary", "{}"))
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as exc:  # a corrupt header or metadata
+        raise ValueError(f"cannot read prior-256 weights {path}: {exc}") from exc
+    config = PriorMixConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
     prior = FacePrior()
     prior.has_head256 = True
-    model = PriorAADGenerator(cfg, prior)
+    model = PriorMixGenerator(config, prior)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"weights file {path} does not match PriorAADGenerator({cfg.name}): missing "
+        raise ValueError(f"weights file {path} does not fit PriorMixGenerator: missing "
                          f"{missing[:5]}, unexpected {unexpected[:5]}")
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"prior-256 weights {path} hold NaN or inf in {name}: the file is broken")
+    model.training_summary = summary
+    model.requires_grad_(False)
     return model.to(device).eval()

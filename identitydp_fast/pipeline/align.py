@@ -59,6 +59,7 @@ DLIB_MEAN_FACE_5 = (
 
 TEMPLATE_SCALE = 0.46  # mean-face units per crop side (outer eye corners 0.34 S apart)
 EYES_Y = 0.40          # height of the eye-corner midpoint, as a fraction of the crop height
+PRIOR_EYES_Y = 0.48    # the same on the face prior's canvas (the prior-256 model)
 # the face in mean-face units around the eye midpoint, measured on aligned LFW crops:
 # forehead (hairline) ~0.33 above, chin ~0.95 below, cheeks ~0.62 to each side
 _FACE_CENTRE_DY, _FACE_RX, _FACE_RY = 0.31, 0.62, 0.66
@@ -176,33 +177,44 @@ def _check_size(name: str, size) -> int:
     return size
 
 
-def crop_template(size: int = DEFAULT_CROP) -> torch.Tensor:
+def _check_eyes_y(eyes_y) -> float:
+    if isinstance(eyes_y, bool) or not isinstance(eyes_y, (int, float)) or not 0.2 <= eyes_y <= 0.6:
+        raise ValueError(f"eyes_y must be a number in [0.2, 0.6] (fraction of the crop height), got {eyes_y!r}")
+    return float(eyes_y)
+
+
+def crop_template(size: int = DEFAULT_CROP, eyes_y: float = EYES_Y) -> torch.Tensor:
     """(5, 2) float64 target landmarks of the model crop of side ``size``, in pixels.
 
-    template = ((mean_face - eye_mid) TEMPLATE_SCALE + (1/2, EYES_Y)) size - 1/2, eye_mid =
-    mean of the four eye corners of dlib's mean face (module docstring).
+    template = ((mean_face - eye_mid) TEMPLATE_SCALE + (1/2, eyes_y)) size - 1/2, eye_mid =
+    mean of the four eye corners of dlib's mean face (module docstring). ``eyes_y``: EYES_Y
+    for the AEI-Net models; the prior-256 model draws on the face prior's FFHQ-aligned canvas,
+    the same scale with the eyes lower (PRIOR_EYES_Y, measured with dlib's 5 points on the
+    prior's own samples).
     """
     size = _check_size("size", size)
+    eyes_y = _check_eyes_y(eyes_y)
     face = torch.tensor(DLIB_MEAN_FACE_5, dtype=torch.float64)
     eye_mid = face[:4].mean(dim=0)
-    frac = (face - eye_mid) * TEMPLATE_SCALE + torch.tensor([0.5, EYES_Y], dtype=torch.float64)
+    frac = (face - eye_mid) * TEMPLATE_SCALE + torch.tensor([0.5, eyes_y], dtype=torch.float64)
     return frac * size - 0.5
 
 
-def crop_transform(landmarks, size: int = DEFAULT_CROP) -> torch.Tensor:
+def crop_transform(landmarks, size: int = DEFAULT_CROP, eyes_y: float = EYES_Y) -> torch.Tensor:
     """(N, 2, 3) crop -> image maps for the model crop: the least-squares similarity from
-    ``crop_template(size)`` to the (N, 5, 2) landmarks (error measured in image pixels,
-    like dlib's chips)."""
+    ``crop_template(size, eyes_y)`` to the (N, 5, 2) landmarks (error measured in image
+    pixels, like dlib's chips)."""
     lm = _as_points("landmarks", landmarks, 5)
-    return similarity_transform(crop_template(size), lm if lm.dim() == 3 else lm.unsqueeze(0))
+    return similarity_transform(crop_template(size, eyes_y), lm if lm.dim() == 3 else lm.unsqueeze(0))
 
 
-def crop_face_ellipse(size: int = DEFAULT_CROP) -> tuple[tuple[float, float], tuple[float, float]]:
+def crop_face_ellipse(size: int = DEFAULT_CROP, eyes_y: float = EYES_Y
+                      ) -> tuple[tuple[float, float], tuple[float, float]]:
     """((cx, cy), (rx, ry)) in pixels: an ellipse over the face in the model crop, hairline
     to chin and cheek to cheek (a mask for blending and for degrading the inner face)."""
     size = _check_size("size", size)
     cx = 0.5 * size - 0.5
-    cy = (EYES_Y + _FACE_CENTRE_DY * TEMPLATE_SCALE) * size - 0.5
+    cy = (_check_eyes_y(eyes_y) + _FACE_CENTRE_DY * TEMPLATE_SCALE) * size - 0.5
     return (cx, cy), (_FACE_RX * TEMPLATE_SCALE * size, _FACE_RY * TEMPLATE_SCALE * size)
 
 
@@ -361,13 +373,13 @@ def dlib_face_chips(image, landmarks, size: int = 150, padding: float = 0.25) ->
     return out
 
 
-def model_crops(rgb: np.ndarray, landmarks, size: int, backend: str):
+def model_crops(rgb: np.ndarray, landmarks, size: int, backend: str, eyes_y: float = EYES_Y):
     """Model crops (N, 3, S, S) float32 in [-1, 1] (CPU; pixels outside the image read
     black) and their (N, 2, 3) float64 crop -> image maps, from (H, W, 3) uint8 ``rgb`` and
     (N, 5, 2) landmarks; the warp kernel of identitydp_fast/ops on ``backend``."""
     from ..ops.warp_affine import warp_affine
 
-    mats = crop_transform(landmarks, size)                            # (N, 2, 3)
+    mats = crop_transform(landmarks, size, eyes_y)                    # (N, 2, 3)
     img = torch.from_numpy(rgb).unsqueeze(0)                          # (1, H, W, 3) uint8
     # one warp per face: the image is shared, and the kernels want one image per matrix
     crops = torch.cat([warp_affine(img, mats[i:i + 1], size, size, mean=(127.5, 127.5, 127.5),

@@ -24,7 +24,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .align import DLIB_MEAN_FACE_5, crop_template
+from .align import DLIB_MEAN_FACE_5, EYES_Y, crop_template
 from ..reference.warp_affine import feathered_ellipse
 
 #: blur sigma of the inner face at crop side 128 (DESIGN.md 7b prototype: 5 px); scaled
@@ -59,8 +59,8 @@ def trained_sigma(model, path=None) -> float:
 
 
 @lru_cache(maxsize=8)
-def _inner_face_geometry(size: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    t = crop_template(size)                              # (5, 2) pixels
+def _inner_face_geometry(size: int, eyes_y: float = EYES_Y) -> tuple[tuple[float, float], tuple[float, float]]:
+    t = crop_template(size, eyes_y)                      # (5, 2) pixels
     eye_mid = t[:4].mean(dim=0)
     face = torch.tensor(DLIB_MEAN_FACE_5, dtype=torch.float64)
     # pixels per mean-face unit, measured on the template itself (outer eye corners)
@@ -69,15 +69,15 @@ def _inner_face_geometry(size: int) -> tuple[tuple[float, float], tuple[float, f
     return centre, (_INNER_RX * unit, _INNER_RY * unit)
 
 
-def inner_face_ellipse(size: int) -> tuple[tuple[float, float], tuple[float, float]]:
+def inner_face_ellipse(size: int, eyes_y: float = EYES_Y) -> tuple[tuple[float, float], tuple[float, float]]:
     """((cx, cy), (rx, ry)) in crop pixels of the inner-face ellipse (eyes, nose, mouth),
-    derived from ``crop_template(size)``."""
-    return _inner_face_geometry(int(size))
+    derived from ``crop_template(size, eyes_y)``."""
+    return _inner_face_geometry(int(size), float(eyes_y))
 
 
 @lru_cache(maxsize=8)
-def _mask_cpu(size: int, feather: float) -> torch.Tensor:
-    centre, axes = _inner_face_geometry(size)
+def _mask_cpu(size: int, feather: float, eyes_y: float = EYES_Y) -> torch.Tensor:
+    centre, axes = _inner_face_geometry(size, eyes_y)
     # a normal tensor even when first asked for under inference mode (the Anonymizer):
     # a cached inference tensor would break autograd in a later training step
     with torch.inference_mode(False):
@@ -85,10 +85,11 @@ def _mask_cpu(size: int, feather: float) -> torch.Tensor:
 
 
 def inner_face_mask(size: int, feather: float = _INNER_FEATHER, device=None,
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                    dtype: torch.dtype = torch.float32, eyes_y: float = EYES_Y) -> torch.Tensor:
     """(1, 1, S, S) blend mask: 1 on the inner face, smoothstep to exactly 0 at the
     ellipse's edge and outside it."""
-    return _mask_cpu(int(size), float(feather)).to(device=device, dtype=dtype).view(1, 1, size, size)
+    return _mask_cpu(int(size), float(feather), float(eyes_y)).to(device=device, dtype=dtype
+                                                                   ).view(1, 1, size, size)
 
 
 def gaussian_kernel1d(sigma: float, radius: int | None = None, dtype=torch.float32,
@@ -130,7 +131,7 @@ def gaussian_blur(x: torch.Tensor, sigma) -> torch.Tensor:
 
 
 def degrade_inner_face(crop: torch.Tensor, sigma: float | None = None,
-                       feather: float = _INNER_FEATHER) -> torch.Tensor:
+                       feather: float = _INNER_FEATHER, eyes_y: float = EYES_Y) -> torch.Tensor:
     """crop (N, 3, S, S) -> the same crop with the inner face Gaussian-blurred (sigma in
     pixels; default 5 px at S = 128, scaled with S), blended in through the feathered
     inner-face ellipse: out = crop (1 - m) + blur(crop) m. Pixels where m = 0 (outside
@@ -141,6 +142,6 @@ def degrade_inner_face(crop: torch.Tensor, sigma: float | None = None,
     sigma = default_sigma(size) if sigma is None else float(sigma)
     if sigma <= 0:
         return crop
-    m = inner_face_mask(size, feather, device=crop.device, dtype=crop.dtype)
+    m = inner_face_mask(size, feather, device=crop.device, dtype=crop.dtype, eyes_y=eyes_y)
     blurred = gaussian_blur(crop, sigma)
     return torch.where(m > 0, crop * (1 - m) + blurred * m, crop)

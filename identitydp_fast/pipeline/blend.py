@@ -27,17 +27,18 @@ import torch
 
 from ..ops.warp_affine import warp_affine
 from ..reference.warp_affine import feathered_ellipse, paste_back
-from .align import crop_face_ellipse, invert_affine
+from .align import EYES_Y, apply_affine, crop_face_ellipse, invert_affine, similarity_transform
+from .detect import detect_faces
 
 #: feather of the paste-back ellipse, as a fraction of its radius; the same value as
 #: evaluation.harness.MASK_FEATHER, whose "outside the face" is what this leaves untouched
 PASTE_FEATHER = 0.15
 
 
-def paste_mask(size: int) -> torch.Tensor:
+def paste_mask(size: int, eyes_y: float = EYES_Y) -> torch.Tensor:
     """(S, S) float64 paste-back mask in crop pixels: 1 on the face, 0 outside the feathered
-    face ellipse."""
-    (cx, cy), (rx, ry) = crop_face_ellipse(size)
+    face ellipse (of the crop template with its eyes at ``eyes_y``)."""
+    (cx, cy), (rx, ry) = crop_face_ellipse(size, eyes_y)
     return feathered_ellipse(size, size, (cx, cy), (rx, ry), PASTE_FEATHER, dtype=torch.float64)
 
 
@@ -106,3 +107,51 @@ def blend_crops(crops: np.ndarray, pixels: torch.Tensor, mask: torch.Tensor | No
         src = torch.from_numpy(crops).to(torch.float64)
         out = src * (1 - m) + out * m                                  # m = 0: src exactly
     return torch.floor(out + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+
+
+#: realign only within these bounds (a larger correction means the wrong face was found):
+#: scale ratio, and shift in units of the outer-eye-corner distance
+MAX_REALIGN_SCALE, MAX_REALIGN_SHIFT = 0.15, 0.25
+
+
+def realign_rendered(pixels: torch.Tensor, matrices: torch.Tensor, template: torch.Tensor
+                     ) -> torch.Tensor:
+    """(N, 2, 3) paste matrices that put each generated face's own eyes and nose where the
+    photo's are.
+
+    A generator that renders from a face prior (prior-256) draws the face near, not exactly
+    at, the crop template. For face i: L = dlib's 5 points of the face dlib's HOG detector
+    finds in the generated crop (the one nearest the template), P = matrices[i] (template)
+    the photo's points, and the new map is the least-squares similarity L -> P. Faces
+    where HOG finds nothing, or whose correction exceeds MAX_REALIGN_SCALE or
+    MAX_REALIGN_SHIFT, keep ``matrices[i]``.
+    pixels: (N, S, S, 3) float in [0, 255]; template: (5, 2) crop pixels."""
+    t = template.to(torch.float64)
+    centre, iod = t[:4].mean(dim=0), float((t[0] - t[2]).norm())
+    out = matrices.to(torch.float64).clone()
+    crops = torch.floor(pixels.to(torch.float32) + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+    for i in range(out.shape[0]):
+        found = [torch.from_numpy(f.landmarks) for f in detect_faces(crops[i], "hog", 0)]
+        if not found:
+            continue
+        lm = min(found, key=lambda p: float((p[:4].mean(dim=0) - centre).norm()))
+        fit = similarity_transform(t, lm.unsqueeze(0))[0]             # template -> generated
+        scale = float(torch.linalg.det(fit[:, :2]).abs().sqrt())
+        shift = float((apply_affine(fit.unsqueeze(0), centre.view(1, 1, 2))[0, 0] - centre).norm()) / iod
+        if abs(scale - 1) > MAX_REALIGN_SCALE or shift > MAX_REALIGN_SHIFT:
+            continue
+        photo = apply_affine(out[i:i + 1], t.unsqueeze(0))               # (1, 5, 2)
+        out[i] = similarity_transform(lm, photo)[0]
+    return out
+
+
+def match_colour(pixels: torch.Tensor, crops: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Generated crops shifted per channel so that their mean over the paste seam (where
+    0 < mask < 1, the feathered band) equals the photo crop's there: the face's colour
+    matches the skin around it, so no seam shows. pixels (N, S, S, 3) in [0, 255], crops
+    (N, 3, S, S) in [-1, 1] (the photo's model crops), mask (S, S)."""
+    band = ((mask > 0) & (mask < 1)).to(torch.float32).view(1, *mask.shape, 1)
+    photo = (crops.permute(0, 2, 3, 1).to(torch.float32) + 1) * 127.5
+    n = band.sum()
+    offset = ((photo - pixels.to(torch.float32)) * band).sum(dim=(1, 2), keepdim=True) / n
+    return (pixels.to(torch.float32) + offset).clamp(0, 255)

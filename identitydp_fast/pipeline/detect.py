@@ -224,3 +224,4 @@ def check_faces(faces) -> list[FaceRecord]:
         if not np.isfinite(f.landmarks).all():
             raise ValueError(f"faces[{i}] has non-finite landmarks; drop that face")
     return list(faces)
+

@@ -1,14 +1,18 @@
 """Generate (pipeline stage 7): model loading and the generator call.
 
 * ``load_model(model, device)``: the packaged default (``DEFAULT_MODEL_PATH``, or
-  ``$IDP_WEIGHTS``), a weights file (models/weights.py) or an in-memory ``AEINet``,
-  checked (readable, finite weights), in eval mode on ``device``;
+  ``$IDP_WEIGHTS``), a weights file (an AEI-Net file, models/weights.py, or a prior-256
+  file, models/prior_weights.py, told apart by the file's format metadata) or an in-memory
+  ``AEINet`` / ``PriorMixGenerator``, checked (readable, finite weights), in eval mode on
+  ``device``;
 * ``check_options(device, backend, dtype, cuda_graph_batches)``: what the generator call
   can run with, checked before anything is loaded;
 * ``Generator(model, backend, device, dtype, graph_batches)``: (N, 3, S, S) attribute
   input (pipeline/attributes.py) + (N, 128) released identities -> (N, S, S, 3) float32
-  CPU pixels in [0, 255]. The engine ``EngineAEINet`` (fused kernels) runs on the
-  cpu/cuda/triton backends, the reference ``AEINet`` on 'reference'; face counts in
+  CPU pixels in [0, 255]. The engine ``EngineAEINet`` (fused kernels) runs AEI-Nets on the
+  cpu/cuda/triton backends, the reference ``AEINet`` on 'reference'; the prior-256 model
+  (reference/prior_mix.py) runs its PyTorch reference on every backend (its engine is not
+  built yet: float32, no CUDA graphs); face counts in
   ``graph_batches`` replay a CUDA graph (engine/cuda_graph.py), serialised by a lock (its
   buffers are shared), so threads stay safe.
 """
@@ -26,8 +30,16 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "weights" / "fast-128
 WEIGHTS_ENV = "IDP_WEIGHTS"
 
 
+def packaged_models() -> dict[str, Path]:
+    """name -> weights file of the models shipped in identitydp_fast/weights/ (e.g.
+    'fast-128', 'prior-256'; the face prior alone is not a model)."""
+    folder = DEFAULT_MODEL_PATH.parent
+    return {p.stem: p for p in sorted(folder.glob("*.safetensors")) if p.stem != "mobile-stylegan"}
+
+
 def resolve_model_path(model) -> Path:
-    """The weights file ``model`` (None: ``$IDP_WEIGHTS`` or the packaged default) names."""
+    """The weights file ``model`` (None: ``$IDP_WEIGHTS`` or the packaged default; a
+    packaged model's name, ``packaged_models()``, when no such file exists) names."""
     if model is None:
         env = os.environ.get(WEIGHTS_ENV)
         path = Path(env) if env else DEFAULT_MODEL_PATH
@@ -39,24 +51,36 @@ def resolve_model_path(model) -> Path:
                 + ("" if env else f" or set ${WEIGHTS_ENV}"))
         return path
     path = Path(os.fspath(model))
+    if not path.exists() and str(model) in packaged_models():
+        return packaged_models()[str(model)]
     if not path.exists():
-        raise FileNotFoundError(f"model weights file {path} does not exist")
+        raise FileNotFoundError(f"model weights file {path} does not exist (packaged models: "
+                                f"{', '.join(sorted(packaged_models())) or 'none'})")
     if not path.is_file():
         raise ValueError(f"model={str(path)!r} is not a file (pass the .safetensors weights file)")
     return path
 
 
+def is_prior_model(model) -> bool:
+    """True for the prior-256 model (reference/prior_mix.py), False for an AEI-Net."""
+    from ..reference.prior_mix import PriorMixGenerator
+    return isinstance(model, PriorMixGenerator)
+
+
 def load_model(model, device: torch.device):
-    """(AEINet in eval mode on device, its path or None)."""
+    """(AEINet or PriorMixGenerator in eval mode on device, its path or None)."""
+    from ..models import prior_weights
     from ..models.weights import load_model as load_weights
     from ..reference.aei_net import AEINet
 
-    if isinstance(model, AEINet):
+    if isinstance(model, AEINet) or is_prior_model(model):
         return model.to(device).eval(), None
     if model is not None and not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"model must be None, a path to a weights file or an AEINet, "
-                        f"got {type(model).__name__}")
+        raise TypeError(f"model must be None, a path to a weights file, an AEINet or a "
+                        f"PriorMixGenerator, got {type(model).__name__}")
     path = resolve_model_path(model)
+    if prior_weights.is_prior_mix_file(path):
+        return prior_weights.load_mix_generator(path, device), path
     try:
         net = load_weights(path, device)
     except (FileNotFoundError, PermissionError):
@@ -69,6 +93,16 @@ def load_model(model, device: torch.device):
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ValueError(f"model weights {path} hold NaN or inf in {name}: the file is broken")
     return net, path
+
+
+def check_prior_options(model, dtype: torch.dtype, graph_batches: Sequence[int]) -> None:
+    """ValueError for the options the prior-256 model cannot run yet (no engine: float32
+    PyTorch reference, no CUDA graphs)."""
+    if is_prior_model(model) and (dtype != torch.float32 or graph_batches):
+        raise ValueError(f"model {model.config.name!r} runs its float32 PyTorch reference (its "
+                         f"engine is not built yet): dtype must be torch.float32 and "
+                         f"cuda_graph_batches empty, got dtype={dtype}, "
+                         f"cuda_graph_batches={list(graph_batches)}")
 
 
 def check_options(device: torch.device, backend: str, dtype: torch.dtype,
@@ -96,7 +130,8 @@ class Generator:
                  dtype: torch.dtype = torch.float32, graph_batches: Sequence[int] = (),
                  name: str = "in memory"):
         self.backend, self.device, self.name = backend, device, name
-        if backend == "reference":
+        check_prior_options(model, dtype, graph_batches)
+        if backend == "reference" or is_prior_model(model):
             self.net = model
         else:
             from ..engine.aei_net import EngineAEINet

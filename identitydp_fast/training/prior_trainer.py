@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..pipeline.align import EYES_Y, crop_template
+from ..pipeline.align import EYES_Y, PRIOR_EYES_Y, crop_template
 from ..pipeline.attributes import gaussian_blur, inner_face_ellipse
 from ..pipeline.release import release
 from ..reference.mobile_stylegan import load_prior
@@ -41,12 +41,9 @@ from ..reference.warp_affine import feathered_ellipse
 from .augment import real_pipeline
 from .losses import IdentityLoss, centred_cosine_loss, crop_to_chip_grid, perceptual_loss
 
-PRIOR_EYES_Y = 0.48  # the prior's canvas; the project's crop template has EYES_Y
-
-
 def prior_template(size: int) -> torch.Tensor:
     """(5, 2) dlib-order landmarks of the prior's crop of side ``size``, in pixels."""
-    return crop_template(size) + torch.tensor([0.0, (PRIOR_EYES_Y - EYES_Y) * size], dtype=torch.float64)
+    return crop_template(size, PRIOR_EYES_Y)
 
 
 def prior_inner_face_mask(size: int, feather: float = 0.3) -> torch.Tensor:
