@@ -241,5 +241,5 @@ class Anonymizer:
         pixels = self._generate(crops.to(self.device), vectors)
         if self._fits_rendered:
             pixels = match_colour(pixels, crops, self.paste_mask)
-            mats = realign_rendered(pixels, mats, self._template)
+            pixels = realign_rendered(pixels, self._template)
         return paste_faces(rgb, pixels, mats, self.paste_mask, self._geometry_backend)

@@ -12,8 +12,10 @@ sample: w, the attribute features of the crop with its inner face degraded exact
 pipeline degrades a photo's crop (pipeline/attributes.py, eyes_y = PRIOR_EYES_Y, sigma SIGMA), and
 the dlib descriptor of the clean crop (dlib's chip cut at the prior's template).
 
-Phase 2: chunk 0 is held out. AttributeEncoder: ridge from the features to w; IdentityMapper:
-ridge from the unit descriptor to w; each lambda picked on the held-out MSE from a grid. The
+Phase 2: chunk 0 is held out. AttributeEncoder: ridge from the features to w, lambda picked on
+the held-out MSE; IdentityMapper: ridge from the unit descriptor to w, lambda picked on the
+held-out MSE among those that keep epsilon-1 releases inside the prior's typical set
+(``pick_identity_lambda``), its output capped at the median whitened norm of the prior's w. The
 identity gain g (the mapper's output is shrunk towards the mean: its R^2 is low) is chosen on
 held-out faces by what the identity loss measures: dlib(render(W+ with the mapped identity))
 against the descriptor it was mapped from, the centred cosine, for g in GAINS. The public DP
@@ -43,7 +45,8 @@ CHUNK = 200
 SIGMA = 10.0                      # inner-face blur at 256 (5 px at 128: DESIGN.md 7b)
 CLIP = 5.0                        # the L1 clip C of the unit residual (fast-128's, DESIGN.md 4)
 ATTR_LAMBDAS = (100.0, 300.0, 1000.0, 3000.0)
-ID_LAMBDAS = (0.01, 0.1, 1.0, 10.0)
+ID_LAMBDAS = (1.0, 10.0, 100.0, 300.0, 1000.0)
+MAX_SPREAD = 1.5
 GAINS = (1.0, 1.5, 2.0, 2.5, 3.0)
 
 
@@ -100,6 +103,33 @@ def pick_lambda(fit, x_tr, y_tr, x_ho, y_ho, lambdas):
     return best, scores
 
 
+def pick_identity_lambda(model, tr, ho):
+    """The identity mapper's lambda: the lowest held-out MSE among the lambdas under which
+    epsilon-1 releases of held-out descriptors map no farther out in the prior's whitened W
+    than the descriptors themselves do (ratio of median whitened norms <= MAX_SPREAD): a
+    small lambda fits the descriptors' directions and blows up the isotropic noise."""
+    from identitydp_fast.pipeline.release import release
+
+    im = model.identity_mapper
+    unit = lambda d: d / d.norm(dim=1, keepdim=True)
+    x_tr, x_ho = unit(tr["descriptors"]), unit(ho["descriptors"])
+    im.map.fit(x_tr, tr["w"], ID_LAMBDAS[0])
+    im.set_typical_set(tr["w"])              # max_norm: the median whitened norm of the prior's w
+    released, _ = release(model.bottleneck, ho["descriptors"], 1.0, key=bytes(32))
+    scores, spread = {}, {}
+    for lam in ID_LAMBDAS:
+        im.map.fit(x_tr, tr["w"], lam)
+        scores[lam] = float((im.map(x_ho) - ho["w"]).square().mean())
+        spread[lam] = float(im.whitened_norm(im.map(unit(released))).median()
+                            / im.whitened_norm(im.map(x_ho)).median())
+        print(f"identity lambda {lam:g}: held-out MSE {scores[lam]:.4f}, eps-1 spread {spread[lam]:.2f}",
+              flush=True)
+    ok = [lam for lam in ID_LAMBDAS if spread[lam] <= MAX_SPREAD] or [max(ID_LAMBDAS)]
+    best = min(ok, key=scores.get)
+    im.map.fit(x_tr, tr["w"], best)
+    return best, scores, spread
+
+
 @torch.no_grad()
 def fit(out: Path) -> None:
     from identitydp_fast.models.prior_weights import save_mix_generator
@@ -110,11 +140,9 @@ def fit(out: Path) -> None:
     var = float((ho["w"] - tr["w"].mean(0)).square().mean())
     lam_a, s_a = pick_lambda(model.attribute_encoder.map, tr["features"], tr["w"], ho["features"], ho["w"],
                              ATTR_LAMBDAS)
-    unit = lambda d: d / d.norm(dim=1, keepdim=True)
-    lam_i, s_i = pick_lambda(model.identity_mapper.map, unit(tr["descriptors"]), tr["w"],
-                             unit(ho["descriptors"]), ho["w"], ID_LAMBDAS)
     bn = model.bottleneck
     bn.set_identity_statistics(tr["descriptors"], clip=CLIP)
+    lam_i, s_i, spread = pick_identity_lambda(model, tr, ho)
     # the identity gain, measured through dlib on held-out faces: each face's own attribute w,
     # the identity of another held-out face (a swap, as in an anonymisation)
     ident = identity_net()
@@ -138,8 +166,9 @@ def fit(out: Path) -> None:
         "samples": int(len(tr["w"])), "held_out": int(len(ho["w"])), "chunks": n_chunks,
         "w_variance_held_out": var,
         "attribute_encoder": {"lambda": lam_a, "held_out_mse": s_a},
-        "identity_mapper": {"lambda": lam_i, "held_out_mse": s_i, "gain": gain,
-                            "gain_identity_loss": gains},
+        "identity_mapper": {"lambda": lam_i, "held_out_mse": s_i, "eps1_spread": spread,
+                            "gain": gain, "gain_identity_loss": gains,
+                            "max_whitened_norm": float(model.identity_mapper.max_norm)},
         "hparams": {"degrade_sigma": SIGMA, "clip": CLIP},
     }
     save_mix_generator(out, model, summary)

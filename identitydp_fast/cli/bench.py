@@ -2,7 +2,8 @@
 
 One "call" is what an anonymisation of N aligned faces costs after alignment:
 identity descriptors of the 150x150 chips (IdentityEncoder) -> epsilon-IdentityDP on
-them -> attribute encoder + bottleneck + AAD generator on the crops. Every backend runs
+them -> attribute encoder + bottleneck + AAD generator on the crops (prior-256: attribute
+encoder + identity mapper + the face prior's 256 render). Every backend runs
 the same weights (an untrained model of the chosen config with seeded weights: the
 cost does not depend on training) and the same noise key. Backends:
 
@@ -51,13 +52,34 @@ def parse_spec(spec: str) -> tuple[str, torch.dtype, bool]:
     return name, _DTYPES[dt or "fp32"], graph
 
 
+PRIOR_CONFIG = "prior-256"   # the style-mixing model on the face prior: reference/prior_mix.py
+
+
+def _model(config: str, device: torch.device):
+    """The benchmarked network: seeded weights (the cost does not depend on training); for
+    prior-256 the packaged frozen face prior with seeded linear maps."""
+    torch.manual_seed(0)
+    if config == PRIOR_CONFIG:
+        from ..reference.mobile_stylegan import load_prior
+        from ..reference.prior_mix import PriorMixGenerator
+
+        model = PriorMixGenerator(prior=load_prior())
+        with torch.no_grad():
+            for m in (model.attribute_encoder.map, model.identity_mapper.map):
+                m.weight.normal_(0, 0.01)
+                m.y_mean.copy_(model.prior.w_avg)
+        return model.eval().to(device)
+    from ..reference.aei_net import AEINet
+    return AEINet(config).eval().to(device)
+
+
 def _pipeline(spec: str, config: str, device: torch.device, example):
     from ..engine.aei_net import EngineAEINet
-    from ..reference.aei_net import AEINet
 
     name, dtype, graph = parse_spec(spec)
-    torch.manual_seed(0)
-    model = AEINet(config).eval().to(device)
+    model = _model(config, device)
+    if config == PRIOR_CONFIG and name not in ("reference", "compile", "compile-max"):
+        raise ValueError(f"{config} has no engine yet: benchmark it with --backends reference,compile")
     if name.startswith("compile") or name == "reference":
         encoder = IdentityEncoder("reference", device=device)
         dp_backend = "reference"
@@ -101,10 +123,9 @@ def call_flops(config: str, chips: torch.Tensor, crops: torch.Tensor) -> float:
     model): the numerator of the achieved TFLOP/s column."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..reference.aei_net import AEINet
     from ..reference.dlib_resnet import DlibResNet
 
-    model = AEINet(config).eval().to(crops.device)
+    model = _model(config, crops.device)
     net = DlibResNet.from_file().eval().to(crops.device)
     counter = FlopCounterMode(display=False)
     # with autograd on: FlopCounterMode's module tracker fails under no_grad / inference
@@ -121,7 +142,9 @@ def run_bench(config: str = "fast-128", batch: int = 1, device: str = "cpu",
     from ..models.config import get_config
 
     dev = torch.device(device)
-    size = get_config(config).crop_size
+    size = 256 if config == PRIOR_CONFIG else get_config(config).crop_size
+    if backends is None and config == PRIOR_CONFIG:
+        backends = ["reference", "compile"]
     if backends is None:
         backends = ["reference"] + [b for b in ("cpu", "cuda", "triton") if _backends.available(b, dev)
                                     and not (b == "triton" and dev.type == "cpu")]
@@ -194,7 +217,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register the subcommand on the ``identitydp`` subparsers."""
     bench = sub.add_parser("bench", help="end-to-end latency per backend (median, p90, ratio to eager)")
-    bench.add_argument("--config", default="fast-128", help="model config (fast-128, paper-256)")
+    bench.add_argument("--config", default="fast-128",
+                       help="model config (fast-128, paper-256, prior-256: reference and compile only)")
     bench.add_argument("--batch", type=int, default=1)
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     bench.add_argument("--backends", default=None,

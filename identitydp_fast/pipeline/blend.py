@@ -114,44 +114,45 @@ def blend_crops(crops: np.ndarray, pixels: torch.Tensor, mask: torch.Tensor | No
 MAX_REALIGN_SCALE, MAX_REALIGN_SHIFT = 0.15, 0.25
 
 
-def realign_rendered(pixels: torch.Tensor, matrices: torch.Tensor, template: torch.Tensor
-                     ) -> torch.Tensor:
-    """(N, 2, 3) paste matrices that put each generated face's own eyes and nose where the
-    photo's are.
+def realign_rendered(pixels: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    """Generated crops resampled so that each face's own eyes and nose sit on the template.
 
     A generator that renders from a face prior (prior-256) draws the face near, not exactly
     at, the crop template. For face i: L = dlib's 5 points of the face dlib's HOG detector
-    finds in the generated crop (the one nearest the template), P = matrices[i] (template)
-    the photo's points, and the new map is the least-squares similarity L -> P. Faces
-    where HOG finds nothing, or whose correction exceeds MAX_REALIGN_SCALE or
-    MAX_REALIGN_SHIFT, keep ``matrices[i]``.
-    pixels: (N, S, S, 3) float in [0, 255]; template: (5, 2) crop pixels."""
+    finds in the generated crop (the one nearest the template), A the least-squares
+    similarity template -> L, and out(q) = crop(A q) (bilinear): the face moved onto the
+    template, so the unchanged paste (the photo's crop map and the paste ellipse) puts it on
+    the photo's landmarks and leaves every pixel outside the ellipse untouched. Faces where
+    HOG finds nothing, or whose correction exceeds MAX_REALIGN_SCALE or MAX_REALIGN_SHIFT,
+    are returned as they are. pixels: (N, S, S, 3) float in [0, 255]; template: (5, 2)
+    crop pixels. Returns (N, S, S, 3) float32 CPU."""
     t = template.to(torch.float64)
     centre, iod = t[:4].mean(dim=0), float((t[0] - t[2]).norm())
-    out = matrices.to(torch.float64).clone()
-    crops = torch.floor(pixels.to(torch.float32) + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+    out = pixels.to(torch.float32).cpu().clone()
+    s = int(out.shape[1])
+    crops = torch.floor(out + 0.5).clamp(0, 255).to(torch.uint8).numpy()
     for i in range(out.shape[0]):
         found = [torch.from_numpy(f.landmarks) for f in detect_faces(crops[i], "hog", 0)]
         if not found:
             continue
         lm = min(found, key=lambda p: float((p[:4].mean(dim=0) - centre).norm()))
-        fit = similarity_transform(t, lm.unsqueeze(0))[0]             # template -> generated
-        scale = float(torch.linalg.det(fit[:, :2]).abs().sqrt())
-        shift = float((apply_affine(fit.unsqueeze(0), centre.view(1, 1, 2))[0, 0] - centre).norm()) / iod
+        fit = similarity_transform(t, lm.unsqueeze(0))                 # (1, 2, 3) template -> generated
+        scale = float(torch.linalg.det(fit[0, :, :2]).abs().sqrt())
+        shift = float((apply_affine(fit, centre.view(1, 1, 2))[0, 0] - centre).norm()) / iod
         if abs(scale - 1) > MAX_REALIGN_SCALE or shift > MAX_REALIGN_SHIFT:
             continue
-        photo = apply_affine(out[i:i + 1], t.unsqueeze(0))               # (1, 5, 2)
-        out[i] = similarity_transform(lm, photo)[0]
+        out[i] = warp_affine(out[i:i + 1].contiguous(), fit.to(torch.float32), s, s,
+                             backend="reference")[0].permute(1, 2, 0)
     return out
 
 
 def match_colour(pixels: torch.Tensor, crops: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Generated crops shifted per channel so that their mean over the paste seam (where
-    0 < mask < 1, the feathered band) equals the photo crop's there: the face's colour
-    matches the skin around it, so no seam shows. pixels (N, S, S, 3) in [0, 255], crops
-    (N, 3, S, S) in [-1, 1] (the photo's model crops), mask (S, S)."""
-    band = ((mask > 0) & (mask < 1)).to(torch.float32).view(1, *mask.shape, 1)
+    """Generated crops shifted per channel so that their mean over the face (where the paste
+    mask is >= 1/2) equals the photo crop's there: the new face keeps the photo's skin tone
+    and lighting level, so no seam shows where it is blended in (measured: the prior draws
+    skin towards its average tone). pixels (N, S, S, 3) in [0, 255], crops (N, 3, S, S) in
+    [-1, 1] (the photo's model crops), mask (S, S)."""
+    face = (mask >= 0.5).to(torch.float32).view(1, *mask.shape, 1)
     photo = (crops.permute(0, 2, 3, 1).to(torch.float32) + 1) * 127.5
-    n = band.sum()
-    offset = ((photo - pixels.to(torch.float32)) * band).sum(dim=(1, 2), keepdim=True) / n
+    offset = ((photo - pixels.to(torch.float32)) * face).sum(dim=(1, 2), keepdim=True) / face.sum()
     return (pixels.to(torch.float32) + offset).clamp(0, 255)

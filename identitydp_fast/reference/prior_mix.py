@@ -10,7 +10,8 @@ IdentityDP's three stages:
    ``AttributeEncoder``: low-frequency features (``attribute_features``: the crop's
    colour at 16 x 16 and its luminance at 32 x 32) mapped linearly to a w of the prior;
 2. ``IdentityMapper``: the released vector, as a unit vector u = v / ||v||, mapped linearly
-   to a w of the prior: w_id = w_mean + gain (u - u_mean) B;
+   to a w of the prior, w_id = w_mean + gain (u - u_mean) B, and kept inside the prior's
+   typical set (its whitened norm capped: low-epsilon releases point where no face does);
 3. the frozen prior renders W+ where the identity-carrying layers (``id_styles``: blocks 2
    and 3, the 32 and 64 px levels) take w_id and every other layer (pose and face layout at
    4-16 px; colour, lighting and texture at 128 px and the head) takes the attribute w.
@@ -102,14 +103,44 @@ class AttributeEncoder(nn.Module):
 
 
 class IdentityMapper(nn.Module):
-    """Identity vector (any norm) -> w (N, 512): LinearMap of the unit vector v / ||v||."""
+    """Identity vector (any norm) -> w (N, 512): LinearMap of the unit vector v / ||v||, kept
+    inside the prior's typical set.
+
+    A released vector at a low epsilon points in a direction no real face's descriptor has
+    (the Laplace noise is isotropic, descriptors are not), and the linear map sends such a
+    direction far outside the w's the prior draws well. So the map's deviation d = w - w_mean
+    is measured in the prior's whitened W coordinates, c = d V diag(1 / sqrt(lambda))
+    (V, lambda: eigenvectors and eigenvalues of the covariance of the prior's w, ``w_basis``,
+    ``w_inv_scale``), and scaled back onto ||c|| = ``max_norm`` when longer:
+    w = w_mean + d min(1, max_norm / ||c||). Post-processing of the released vector alone:
+    the DP guarantee is unchanged."""
 
     def __init__(self, identity_dim: int = 128):
         super().__init__()
-        self.map = LinearMap(identity_dim, prior_spec.STYLE_DIM)
+        d = prior_spec.STYLE_DIM
+        self.map = LinearMap(identity_dim, d)
+        self.register_buffer("w_basis", torch.eye(d))
+        self.register_buffer("w_inv_scale", torch.ones(d))
+        self.register_buffer("max_norm", torch.tensor(1e6))          # no cap until set_typical_set
+
+    def whitened_norm(self, w: torch.Tensor) -> torch.Tensor:
+        """||(w - w_mean) V / sqrt(lambda)|| per row."""
+        return (((w - self.map.y_mean) @ self.w_basis) * self.w_inv_scale).norm(dim=1)
+
+    @torch.no_grad()
+    def set_typical_set(self, w: torch.Tensor, quantile: float = 0.5) -> None:
+        """The whitening from samples w (M, 512) of the prior, and max_norm = that quantile of
+        their own whitened norms."""
+        w = w.double()
+        ev, basis = torch.linalg.eigh(torch.cov((w - w.mean(0)).T))
+        self.w_basis.copy_(basis.float())
+        self.w_inv_scale.copy_(ev.clamp_min(1e-10).rsqrt().float())
+        self.max_norm.fill_(float(torch.quantile(self.whitened_norm(w.float()).double(), quantile)))
 
     def forward(self, identity: torch.Tensor) -> torch.Tensor:
-        return self.map(identity / identity.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        w = self.map(identity / identity.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        factor = (self.max_norm / self.whitened_norm(w).clamp_min(1e-12)).clamp(max=1.0)
+        return self.map.y_mean + (w - self.map.y_mean) * factor[:, None]
 
 
 @dataclasses.dataclass(frozen=True)
