@@ -46,7 +46,8 @@ def stage_times(anon: Anonymizer, rgb: np.ndarray, faces, repeats: int) -> dict[
         pixels = timed("generate", anon._generate, crops, vectors)
         if anon._fits_rendered:
             pixels = timed("fit", lambda p, c: blend.match_colour(p, c, anon.paste_mask), pixels, crops)
-            pixels = timed("fit", blend.realign_rendered, pixels, anon._template)
+            pixels = timed("fit", lambda p: blend.antialias_for_paste(
+                blend.realign_rendered(p, anon._template), mats), pixels)
         timed("paste", blend.paste_faces, rgb, pixels, mats, anon.paste_mask, anon._geometry_backend)
     out = {}
     for name, ts in times.items():

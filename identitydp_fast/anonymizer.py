@@ -35,7 +35,8 @@ import torch
 
 from . import _backends
 from .pipeline import align, attributes, decode, detect, generate, identity, release
-from .pipeline.blend import blend_crops, match_colour, paste_faces, paste_mask, realign_rendered
+from .pipeline.blend import (antialias_for_paste, blend_crops, match_colour, paste_faces, paste_mask,
+                             realign_rendered)
 from .pipeline.detect import FaceRecord
 from .pipeline.release import FaceResult
 from .privacy import keys as _keys
@@ -241,5 +242,5 @@ class Anonymizer:
         pixels = self._generate(crops.to(self.device), vectors)
         if self._fits_rendered:
             pixels = match_colour(pixels, crops, self.paste_mask)
-            pixels = realign_rendered(pixels, self._template)
+            pixels = antialias_for_paste(realign_rendered(pixels, self._template), mats)
         return paste_faces(rgb, pixels, mats, self.paste_mask, self._geometry_backend)

@@ -14,7 +14,8 @@ from safetensors.torch import load_file, save_file
 from identitydp_fast.models import mobile_stylegan as spec
 from identitydp_fast.models.prior_weights import load_mix_generator, save_mix_generator
 from identitydp_fast.pipeline.align import PRIOR_EYES_Y, crop_template
-from identitydp_fast.pipeline.blend import match_colour, paste_mask, realign_rendered
+from identitydp_fast.pipeline.attributes import gaussian_blur
+from identitydp_fast.pipeline.blend import antialias_for_paste, match_colour, paste_mask, realign_rendered
 from identitydp_fast.reference.mobile_stylegan import load_prior
 from identitydp_fast.reference.prior_mix import (LinearMap, PriorMixConfig, PriorMixGenerator,
                                                  attribute_features)
@@ -127,6 +128,16 @@ def test_match_colour_recovers_a_constant_offset():
     mask = paste_mask(64)
     out = match_colour(photo - offset, crops, mask)
     torch.testing.assert_close(out, photo.clamp(0, 255), rtol=0, atol=1e-3)
+
+
+def test_antialias_blurs_only_crops_pasted_smaller():
+    g = torch.Generator().manual_seed(9)
+    px = torch.rand(2, 40, 40, 3, generator=g) * 255
+    mats = torch.tensor([[[0.5, 0, 3], [0, 0.5, 4]], [[1.2, 0, 0], [0, 1.2, 0]]], dtype=torch.float64)
+    out = antialias_for_paste(px, mats)
+    want = gaussian_blur(px[:1].permute(0, 3, 1, 2), 0.5 * 3 ** 0.5)[0].permute(1, 2, 0)
+    torch.testing.assert_close(out[0], want, rtol=0, atol=1e-4)
+    assert torch.equal(out[1], px[1])
 
 
 def test_realign_rendered_moves_a_shifted_face_back_onto_the_template(prior):

@@ -18,8 +18,9 @@ def add_anonymizer_options(p: argparse.ArgumentParser, budget_unit: str, key_rul
                         "CSPRNG keys")
     p.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda", "triton"])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--model", default=None, metavar="PATH",
-                   help="AEI-Net weights file (default: the packaged model)")
+    p.add_argument("--model", default=None, metavar="PATH|NAME",
+                   help="weights file, or a packaged model's name (fast-128, prior-256) "
+                        "(default: the packaged default model)")
     p.add_argument("--min-score", type=float, default=0.0,
                    help="drop detections scoring below this (dlib HOG margin; default 0 keeps "
                         "all: a missed face is a privacy failure; 0.3 drops weak false hits)")
