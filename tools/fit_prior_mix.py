@@ -16,9 +16,10 @@ Phase 2: chunk 0 is held out. AttributeEncoder: ridge from the features to w, la
 the held-out MSE; IdentityMapper: ridge from the unit descriptor to w, lambda picked on the
 held-out MSE among those that keep epsilon-1 releases inside the prior's typical set
 (``pick_identity_lambda``), its output capped at the median whitened norm of the prior's w. The
-identity gain g (the mapper's output is shrunk towards the mean: its R^2 is low) is chosen on
-held-out faces by what the identity loss measures: dlib(render(W+ with the mapped identity))
-against the descriptor it was mapped from, the centred cosine, for g in GAINS. The public DP
+identity gain g (the mapper's output is shrunk towards the mean: its R^2 is low) is GAIN = 1.5;
+the identity loss on held-out faces, dlib(render(W+ with the mapped identity)) against the
+descriptor it was mapped from (centred cosine), is measured for g in GAINS and recorded (it is
+lowest at 2-2.5, where real photos' own identities render smeared). The public DP
 parameters come from the descriptors of the prior's samples (synthetic faces: no real person's
 data enters them): median norm, mean unit vector, per-coordinate spread, clip C = CLIP.
 """
@@ -47,7 +48,8 @@ CLIP = 5.0                        # the L1 clip C of the unit residual (fast-128
 ATTR_LAMBDAS = (100.0, 300.0, 1000.0, 3000.0)
 ID_LAMBDAS = (1.0, 10.0, 100.0, 300.0, 1000.0)
 MAX_SPREAD = 1.5
-GAINS = (1.0, 1.5, 2.0, 2.5, 3.0)
+GAINS = (1.0, 1.5, 2.0, 2.5)
+GAIN = 1.5
 
 
 def identity_net():
@@ -159,7 +161,10 @@ def fit(out: Path) -> None:
                          for i in range(0, k, 20)])
         gains[g] = float(centred_cosine_loss(emb, src, bn.dp_center).mean())
         print(f"gain {g}: centred-cosine identity loss {gains[g]:.4f}", flush=True)
-    gain = min(gains, key=gains.get)
+    # the gain is fixed, not the identity loss's minimum (2.0-2.5 here): at those gains the
+    # renders of real photos' own identities smear (looked at on 8 LFW photos); the measured
+    # losses are kept in the summary
+    gain = GAIN
     model.identity_mapper.map.gain.fill_(gain)
     summary = {
         "method": "ridge fits on the prior's own samples (tools/fit_prior_mix.py)",

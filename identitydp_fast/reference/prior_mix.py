@@ -111,9 +111,11 @@ class IdentityMapper(nn.Module):
     direction far outside the w's the prior draws well. So the map's deviation d = w - w_mean
     is measured in the prior's whitened W coordinates, c = d V diag(1 / sqrt(lambda))
     (V, lambda: eigenvectors and eigenvalues of the covariance of the prior's w, ``w_basis``,
-    ``w_inv_scale``), and scaled back onto ||c|| = ``max_norm`` when longer:
-    w = w_mean + d min(1, max_norm / ||c||). Post-processing of the released vector alone:
-    the DP guarantee is unchanged."""
+    ``w_inv_scale``), each coordinate clipped to [-max_coord, max_coord] (the map's output
+    lives in a 128-d subspace: a typical norm concentrated on a few directions is extreme
+    along them), then scaled back onto ||c|| = ``max_norm`` when longer, and mapped back:
+    w = w_mean + c' diag(sqrt(lambda)) V^T. Post-processing of the released vector alone: the
+    DP guarantee is unchanged."""
 
     def __init__(self, identity_dim: int = 128):
         super().__init__()
@@ -122,25 +124,31 @@ class IdentityMapper(nn.Module):
         self.register_buffer("w_basis", torch.eye(d))
         self.register_buffer("w_inv_scale", torch.ones(d))
         self.register_buffer("max_norm", torch.tensor(1e6))          # no cap until set_typical_set
+        self.register_buffer("max_coord", torch.tensor(1e6))
+
+    def whitened(self, w: torch.Tensor) -> torch.Tensor:
+        """c = (w - w_mean) V / sqrt(lambda), per row."""
+        return ((w - self.map.y_mean) @ self.w_basis) * self.w_inv_scale
 
     def whitened_norm(self, w: torch.Tensor) -> torch.Tensor:
-        """||(w - w_mean) V / sqrt(lambda)|| per row."""
-        return (((w - self.map.y_mean) @ self.w_basis) * self.w_inv_scale).norm(dim=1)
+        return self.whitened(w).norm(dim=1)
 
     @torch.no_grad()
-    def set_typical_set(self, w: torch.Tensor, quantile: float = 0.5) -> None:
-        """The whitening from samples w (M, 512) of the prior, and max_norm = that quantile of
-        their own whitened norms."""
+    def set_typical_set(self, w: torch.Tensor, quantile: float = 0.5, max_coord: float = 2.5) -> None:
+        """The whitening from samples w (M, 512) of the prior, max_norm = that quantile of
+        their own whitened norms, and the per-coordinate clip."""
         w = w.double()
         ev, basis = torch.linalg.eigh(torch.cov((w - w.mean(0)).T))
         self.w_basis.copy_(basis.float())
         self.w_inv_scale.copy_(ev.clamp_min(1e-10).rsqrt().float())
         self.max_norm.fill_(float(torch.quantile(self.whitened_norm(w.float()).double(), quantile)))
+        self.max_coord.fill_(max_coord)
 
     def forward(self, identity: torch.Tensor) -> torch.Tensor:
         w = self.map(identity / identity.norm(dim=1, keepdim=True).clamp_min(1e-12))
-        factor = (self.max_norm / self.whitened_norm(w).clamp_min(1e-12)).clamp(max=1.0)
-        return self.map.y_mean + (w - self.map.y_mean) * factor[:, None]
+        c = torch.maximum(torch.minimum(self.whitened(w), self.max_coord), -self.max_coord)
+        c = c * (self.max_norm / c.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+        return self.map.y_mean + (c / self.w_inv_scale) @ self.w_basis.T
 
 
 @dataclasses.dataclass(frozen=True)
