@@ -105,7 +105,7 @@ class Anonymizer:
         # geometry runs on the CPU: the warp kernel where _C is built, the reference otherwise
         self._geometry_backend = ("reference" if self.backend == "reference"
                                   else _backends.resolve("auto", "cpu"))
-        self.paste_mask = paste_mask(s, self.eyes_y)                # (S, S), 0 outside
+        self.paste_mask = paste_mask(s, self.eyes_y, getattr(self.model.config, "paste_scale", 1.0))
         self._template = align.crop_template(s, self.eyes_y)        # (5, 2) crop pixels
         self._ledger = ReleaseLedger()
 

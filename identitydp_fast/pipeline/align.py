@@ -208,14 +208,17 @@ def crop_transform(landmarks, size: int = DEFAULT_CROP, eyes_y: float = EYES_Y) 
     return similarity_transform(crop_template(size, eyes_y), lm if lm.dim() == 3 else lm.unsqueeze(0))
 
 
-def crop_face_ellipse(size: int = DEFAULT_CROP, eyes_y: float = EYES_Y
+def crop_face_ellipse(size: int = DEFAULT_CROP, eyes_y: float = EYES_Y, scale: float = 1.0
                       ) -> tuple[tuple[float, float], tuple[float, float]]:
     """((cx, cy), (rx, ry)) in pixels: an ellipse over the face in the model crop, hairline
-    to chin and cheek to cheek (a mask for blending and for degrading the inner face)."""
+    to chin and cheek to cheek (a mask for blending and for degrading the inner face);
+    ``scale`` > 1 widens both radii (a model whose faces cover the outline too)."""
     size = _check_size("size", size)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.5 <= scale <= 2.0:
+        raise ValueError(f"scale must be a number in [0.5, 2], got {scale!r}")
     cx = 0.5 * size - 0.5
     cy = (_check_eyes_y(eyes_y) + _FACE_CENTRE_DY * TEMPLATE_SCALE) * size - 0.5
-    return (cx, cy), (_FACE_RX * TEMPLATE_SCALE * size, _FACE_RY * TEMPLATE_SCALE * size)
+    return (cx, cy), (scale * _FACE_RX * TEMPLATE_SCALE * size, scale * _FACE_RY * TEMPLATE_SCALE * size)
 
 
 def dlib_chip_transform(landmarks, size: int = 150, padding: float = 0.25) -> torch.Tensor:

@@ -36,10 +36,10 @@ from .detect import detect_faces
 PASTE_FEATHER = 0.15
 
 
-def paste_mask(size: int, eyes_y: float = EYES_Y) -> torch.Tensor:
+def paste_mask(size: int, eyes_y: float = EYES_Y, scale: float = 1.0) -> torch.Tensor:
     """(S, S) float64 paste-back mask in crop pixels: 1 on the face, 0 outside the feathered
-    face ellipse (of the crop template with its eyes at ``eyes_y``)."""
-    (cx, cy), (rx, ry) = crop_face_ellipse(size, eyes_y)
+    face ellipse (of the crop template with its eyes at ``eyes_y``, radii times ``scale``)."""
+    (cx, cy), (rx, ry) = crop_face_ellipse(size, eyes_y, scale)
     return feathered_ellipse(size, size, (cx, cy), (rx, ry), PASTE_FEATHER, dtype=torch.float64)
 
 

@@ -12,11 +12,12 @@ IdentityDP's three stages:
 2. ``IdentityMapper``: the released vector, as a unit vector u = v / ||v||, mapped linearly
    to a w of the prior, w_id = w_mean + gain (u - u_mean) B, and kept inside the prior's
    typical set (its whitened norm capped: low-epsilon releases point where no face does);
-3. the frozen prior renders W+ where the identity-carrying layers (``id_styles``: blocks 2
-   and 3, the 32 and 64 px levels) take w_id and every other layer (pose and face layout at
-   4-16 px; colour, lighting and texture at 128 px and the head) takes the attribute w.
-   Style mixing at exactly these levels swaps the person and keeps pose, hair and
-   background (DESIGN.md 9); the 256 head renders the crop.
+3. the frozen prior renders W+ where the identity-carrying layers (``id_blocks``: blocks 1,
+   2 and 3, the 16, 32 and 64 px levels) take w_id and every other layer (pose and layout
+   at 4-8 px; colour, lighting and texture at 128 px and the head) takes the attribute w.
+   Style mixing at these levels swaps the person and keeps pose, hair and background
+   (DESIGN.md 9: blocks 2-3; block 1 added as measured in ``PriorMixConfig``); the 256
+   head renders the crop.
 
 Why this split and not the AAD one (reference/prior_aad.py): both maps are fitted in
 closed form (ridge regression) on the prior's own samples, whose w is known
@@ -159,8 +160,15 @@ class PriorMixConfig:
     identity_dim: int = 128
     #: the prior's canvas (FFHQ alignment): the crop template's eye midpoint at this height
     eyes_y: float = 0.48
-    #: prior blocks whose three styles come from the identity mapper
-    id_blocks: tuple = (2, 3)
+    #: prior blocks whose three styles come from the identity mapper: 16, 32 and 64 px.
+    #: Measured (20 held-out people, epsilon 1, SFace verification to the original): blocks
+    #: (2, 3) 0.90, (1, 2, 3) 0.725 at the AEI-Net paste ellipse (docs/MODEL_CARD_prior-256.md)
+    id_blocks: tuple = (1, 2, 3)
+    #: the paste-back ellipse's radii relative to the AEI-Net models' (pipeline/blend.py):
+    #: wider covers the face outline, which carries identity (SFace verification 0.725 at
+    #: 1.0, 0.40 at 1.12, 0.225 at 1.25) and replaces a band around the face (PSNR outside
+    #: the AEI-Net ellipse 100, 39.4, 29 dB; halos show at 1.25)
+    paste_scale: float = 1.12
 
     def id_style_indices(self) -> tuple:
         return tuple(prior_spec.style_index(b, k) for b in self.id_blocks
