@@ -2,7 +2,7 @@
 change set by an epsilon-IdentityDP budget.
 
     from identitydp_fast import Anonymizer
-    anon = Anonymizer()                        # packaged fast-128 weights, epsilon DEFAULT_EPSILON
+    anon = Anonymizer()                        # packaged prior-256 model, epsilon DEFAULT_EPSILON
     out, results = anon.anonymize(image)       # numpy / torch / PIL in, the same kind out
 
 This module only composes the stages of identitydp_fast/pipeline/ (one module each,
@@ -43,7 +43,9 @@ from .privacy import keys as _keys
 from .privacy.accounting import check_epsilon
 from .privacy.ledger import ReleaseLedger
 
-#: default budget per face (docs/MODEL_CARD.md, "Choice of the default epsilon"): on 80
+#: default budget per face (docs/MODEL_CARD.md, "Choice of the default epsilon", fast-128; for
+#: prior-256 detection, landmark shift and PSNR are flat from epsilon 1 to 1000 as well,
+#: docs/MODEL_CARD_prior-256.md): on 80
 #: held-out LFW probes detection, landmark shift and PSNR outside the face are flat from
 #: epsilon 1 to 1000 while re-identification rises (rank-1 0.175 at 1, 0.53 at 100): the
 #: smallest grid value costs no measured utility and gives the strongest guarantee.

@@ -115,7 +115,8 @@ def test_exports_and_constants():
 
     assert identitydp_fast.Anonymizer is Anonymizer and identitydp_fast.FaceResult is FaceResult
     pkg = Path(identitydp_fast.__file__).resolve().parent
-    assert generate.DEFAULT_MODEL_PATH == pkg / "weights" / "fast-128.safetensors"
+    assert generate.DEFAULT_MODEL_PATH == pkg / "weights" / "prior-256.safetensors"
+    assert set(generate.packaged_models()) == {"fast-128", "prior-256"}
     assert blend.PASTE_FEATHER == harness.MASK_FEATHER  # the harness's "outside the face"
     assert 0 < anon_mod.DEFAULT_EPSILON <= MAX_EPSILON
 

@@ -186,6 +186,10 @@ def test_packaged_prior_model_anonymizes_the_astronaut():
     image = read_image(Path(__file__).resolve().parents[1] / "examples" / "astronaut.png")
     anon = Anonymizer("prior-256", backend="reference")
     assert anon.crop_size == 256 and anon.eyes_y == PRIOR_EYES_Y
+    # the model's own paste ellipse: paste_scale times the AEI-Net one, on the prior's canvas
+    assert torch.equal(anon.paste_mask, paste_mask(256, PRIOR_EYES_Y, anon.model.config.paste_scale))
+    assert anon.model.config.paste_scale > 1 and int((anon.paste_mask > 0).sum()) > int(
+        (paste_mask(256, PRIOR_EYES_Y) > 0).sum())
     face = max(anon.detect(image), key=lambda f: f.score)
     out, results = anon.anonymize(image, [face], key=bytes(32))
     again, _ = anon.anonymize(image, [face], key=bytes(32))

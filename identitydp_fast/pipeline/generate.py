@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 
 #: the packaged model (shipped with the trained release; ``$IDP_WEIGHTS`` overrides it)
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "weights" / "fast-128.safetensors"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "weights" / "prior-256.safetensors"
 WEIGHTS_ENV = "IDP_WEIGHTS"
 
 
