@@ -142,6 +142,12 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     if interrupted:
         line = f"interrupted after {len(records)} of {len(jobs)} file(s): " + line
     print(line)
+    no_face = sum(r.status == "no_face" for r in records)
+    if no_face and args.upsample < 4:
+        # dlib's HOG finds faces down to ~80 / 2^upsample px: the usual cause of no_face
+        print(f"hint: {no_face} image(s) had no face found; faces smaller than about "
+              f"{80 >> args.upsample} px need --upsample {args.upsample + 1} or more (each step "
+              f"~4x slower)", file=sys.stderr)
     if args.report:
         report = files.report(records, epsilon=epsilon, key_supplied=master is not None,
                                     out_dir=args.out, ignored=ignored,

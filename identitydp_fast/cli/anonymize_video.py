@@ -5,8 +5,8 @@ One epsilon-IdentityDP release per face track, rendered in every frame of the tr
 ``--report FILE.json`` writes the per-track record.
 
 Exit status: 0 done; 1 the video could not be read or written (one error line; OUT is
-untouched); 2 the command could not start (bad option, model missing, video extra not
-installed); 130 interrupted (OUT untouched).
+untouched); 2 the command could not start (bad option, refused OUT, model missing, video
+extra not installed), as for ``identitydp anonymize``; 130 interrupted (OUT untouched).
 """
 from __future__ import annotations
 
@@ -53,9 +53,24 @@ def run(args: argparse.Namespace) -> int:
     if args.report and os.path.abspath(args.report) in (os.path.abspath(args.input),
                                                         os.path.abspath(args.output)):
         return _error("--report must not be the input or the output video", 2)
-    try:
-        # path checks before loading the model: a refused OUT costs nothing
+    from ..privacy.accounting import check_epsilon
+    from ..privacy.keys import check_key
+
+    try:  # option values first: a bad option exits 2 whatever the files are
+        if args.epsilon is not None:
+            check_epsilon(args.epsilon)
+        if args.key is not None:
+            check_key(args.key, "--key")
+    except (ValueError, TypeError) as exc:
+        return _error(exc, 2)
+    if os.path.isfile(args.output) and not args.overwrite and \
+            os.path.abspath(args.output) != os.path.abspath(args.input):
+        return _error(f"{args.output}: exists; pass --overwrite to replace it", 2)
+    try:  # a refused OUT is a bad argument (2) and costs nothing: before the model loads
         video._check_paths(args.input, args.output, args.overwrite)
+    except video.VideoError as exc:
+        return _error(exc, 2)
+    try:
         video.probe_video(args.input)
     except video.VideoError as exc:
         return _error(exc, 1)

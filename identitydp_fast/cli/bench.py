@@ -27,6 +27,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -198,14 +199,29 @@ def to_json(record: dict) -> str:
     return json.dumps(record, indent=1)
 
 
+def _error(msg: str) -> int:
+    """One error line; exit status 2 (could not start), the convention of every subcommand."""
+    print(f"identitydp bench: error: {msg}", file=sys.stderr)
+    return 2
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     backends = [b.strip() for b in args.backends.split(",")] if args.backends else None
+    for name, value, low in (("--batch", args.batch, 1), ("--repeats", args.repeats, 1),
+                             ("--warmup", args.warmup, 0)):
+        if value < low:
+            return _error(f"{name} must be >= {low}, got {value}")
+    if args.config != PRIOR_CONFIG:
+        from ..models.config import config_names
+        if args.config not in config_names():
+            return _error(f"unknown --config {args.config!r}; choose one of "
+                          f"{[*config_names(), PRIOR_CONFIG]}")
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("identitydp: error: --device cuda but no CUDA GPU is visible to torch")
+        return _error("--device cuda but no CUDA GPU is visible to torch")
     try:
         record = run_bench(args.config, args.batch, args.device, backends, args.repeats, args.warmup)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
-        raise SystemExit(f"identitydp: error: {exc}")
+        return _error(str(exc))
     print(format_table(record))
     if args.json:
         with open(args.json, "w") as fh:

@@ -1,4 +1,4 @@
-"""``identitydp evaluate``: the held-out privacy/utility evaluation (DESIGN.md section 7)
+"""``identitydp evaluate``: the held-out privacy/utility evaluation (docs/MODEL_CARD_prior-256.md)
 of the default model (or ``--model``), with blur / pixelation / no-change baselines and a
 no-noise identity swap, in one run.
 

@@ -24,9 +24,13 @@ def check_key(key: bytes | bytearray | str, name: str = "key") -> bytes:
     """A 32-byte key from bytes or a 64-character hex string; raises naming the problem."""
     if isinstance(key, str):
         try:
-            key = bytes.fromhex(key)
+            raw = bytes.fromhex(key)
         except ValueError:
             raise ValueError(f"{name}: a string key must be 64 hex characters, got {key!r}") from None
+        if len(raw) != KEY_BYTES:
+            raise ValueError(f"{name} must be {2 * KEY_BYTES} hex characters ({KEY_BYTES} bytes), "
+                             f"got {len(key)} characters")
+        key = raw
     if not isinstance(key, (bytes, bytearray)):
         raise TypeError(f"{name} must be bytes (32) or a hex string, got {type(key).__name__}")
     if len(key) != KEY_BYTES:

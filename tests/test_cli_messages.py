@@ -1,0 +1,83 @@
+"""The command line's messages and exit codes (issue: the rough edges a new user hit): one
+error line naming the problem, exit 2 when the command could not start, for every
+subcommand."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from identitydp_fast.cli import main
+from identitydp_fast.privacy.keys import check_key
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_short_hex_key_is_named_in_hex_characters():
+    with pytest.raises(ValueError, match=r"--key must be 64 hex characters \(32 bytes\), got 4 characters"):
+        check_key("abcd", "--key")
+    with pytest.raises(ValueError, match="must be 32 bytes, got 2"):   # bytes keep bytes
+        check_key(b"ab", "key")
+    assert check_key("ab" * 32) == bytes([0xAB]) * 32
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch", "0"], "--batch must be >= 1, got 0"),
+    (["--repeats", "0"], "--repeats must be >= 1, got 0"),
+    (["--warmup", "-1"], "--warmup must be >= 0, got -1"),
+    (["--config", "nope"], "unknown --config 'nope'"),
+])
+def test_bench_bad_arguments_exit_2_with_one_line(argv, message, capsys):
+    assert main(["bench", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("identitydp bench: error: ") and message in err and err.count("\n") == 1
+
+
+def test_video_bad_option_exits_2_before_the_files_are_looked_at(tmp_path, capsys):
+    pytest.importorskip("imageio_ffmpeg", reason="the video extra is not installed")
+    missing = tmp_path / "missing.mp4"
+    out = tmp_path / "out.mp4"
+    assert main(["anonymize-video", str(missing), str(out), "--epsilon", "-1"]) == 2
+    assert "epsilon" in capsys.readouterr().err
+    assert main(["anonymize-video", str(missing), str(out), "--key", "abcd"]) == 2
+    assert "64 hex characters" in capsys.readouterr().err
+    out.write_bytes(b"not mine to overwrite")
+    assert main(["anonymize-video", str(missing), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "exists; pass --overwrite to replace it" in err and "overwrite=True" not in err
+    assert out.read_bytes() == b"not mine to overwrite"
+    out.unlink()
+    assert main(["anonymize-video", str(missing), str(out)]) == 1    # unreadable input: 1
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_evaluate_help_cites_only_files_in_the_repository(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = capsys.readouterr().out
+    assert "DESIGN.md" not in text
+    for cited in ("docs/MODEL_CARD_prior-256.md",):
+        assert cited in text and (ROOT / cited).is_file()
+
+
+def test_the_default_output_folders_are_git_ignored():
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    for folder in ("eval_out/results.md", "demo_out/x.png"):
+        assert subprocess.run(["git", "check-ignore", "-q", folder], cwd=ROOT).returncode == 0, folder
+
+
+def test_anonymize_hints_at_upsample_when_no_face_is_found(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.full((48, 48, 3), 128, np.uint8)).save(tmp_path / "blank.png")
+    assert main(["anonymize", str(tmp_path / "blank.png"), "--out", str(tmp_path / "out"),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "hint: 1 image(s) had no face found" in err and "--upsample 2" in err
+    assert main(["anonymize", str(tmp_path / "blank.png"), "--out", str(tmp_path / "out4"),
+                 "--upsample", "4", "--quiet"]) == 0
+    assert "hint" not in capsys.readouterr().err
