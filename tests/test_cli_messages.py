@@ -76,8 +76,31 @@ def test_anonymize_hints_at_upsample_when_no_face_is_found(tmp_path, capsys):
     Image.fromarray(np.full((48, 48, 3), 128, np.uint8)).save(tmp_path / "blank.png")
     assert main(["anonymize", str(tmp_path / "blank.png"), "--out", str(tmp_path / "out"),
                  "--quiet"]) == 0
-    err = capsys.readouterr().err
-    assert "hint: 1 image(s) had no face found" in err and "--upsample 2" in err
+    printed = capsys.readouterr().out
+    assert "hint: 1 image(s) had no face found" in printed and "--upsample 2" in printed
     assert main(["anonymize", str(tmp_path / "blank.png"), "--out", str(tmp_path / "out4"),
                  "--upsample", "4", "--quiet"]) == 0
-    assert "hint" not in capsys.readouterr().err
+    assert "hint:" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["report-folder-missing", "report-is-folder", "out-under-a-file",
+                                  "out-read-only"])
+def test_unwritable_out_or_report_is_refused_before_any_image(case, tmp_path, capsys):
+    src = ROOT / "examples" / "astronaut.png"
+    out, report = tmp_path / "out", None
+    if case == "report-folder-missing":
+        report = tmp_path / "no" / "such" / "r.json"
+    elif case == "report-is-folder":
+        report = tmp_path
+    elif case == "out-under-a-file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    else:
+        if not Path("/proc/self").is_dir():
+            pytest.skip("no read-only /proc here")
+        out = Path("/proc/identitydp-test-out")
+    argv = ["anonymize", str(src), "--out", str(out), "--quiet"] + (["--report", str(report)] if report else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and ("--out" in err or "--report" in err), err
+    assert not (tmp_path / "out").exists()          # nothing was processed

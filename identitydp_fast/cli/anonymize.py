@@ -81,6 +81,36 @@ def _check_args(args) -> bytes | None:
         raise _Usage(str(exc)) from None
 
 
+def _check_writable(out_dir: str, report: str | None) -> None:
+    """Refuse, before any image is processed, an --out or --report that cannot be written:
+    the nearest existing folder of --out and the folder of --report must take a new file
+    (probed with a temporary file, which also catches read-only file systems)."""
+    import tempfile
+    from pathlib import Path
+
+    def probe(folder: Path, what: str) -> None:
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise _Usage(f"{what}: cannot write in {folder}: {exc.strerror or exc}") from None
+
+    p = Path(out_dir).resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise _Usage(f"--out {out_dir}: {p} is not a folder")
+    probe(p, f"--out {out_dir}")
+    if report:
+        r = Path(report)
+        if r.is_dir():
+            raise _Usage(f"--report {report} is a folder; give a file name")
+        parent = r.resolve().parent
+        if not parent.is_dir():
+            raise _Usage(f"--report {report}: the folder {parent} does not exist")
+        probe(parent, f"--report {report}")
+
+
 def _make_anonymizer(args):
     from ..anonymizer import Anonymizer
 
@@ -102,6 +132,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     try:
         master = _check_args(args)
         jobs, ignored = files.plan(args.inputs, args.out, args.recursive)
+        _check_writable(args.out, args.report)
         if args.report:
             rep = Path(args.report).resolve()
             clash = [j for j in jobs if rep in (j.input.resolve(), j.output.resolve())]
@@ -147,7 +178,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
         # dlib's HOG finds faces down to ~80 / 2^upsample px: the usual cause of no_face
         print(f"hint: {no_face} image(s) had no face found; faces smaller than about "
               f"{80 >> args.upsample} px need --upsample {args.upsample + 1} or more (each step "
-              f"~4x slower)", file=sys.stderr)
+              f"~4x slower)")
     if args.report:
         report = files.report(records, epsilon=epsilon, key_supplied=master is not None,
                                     out_dir=args.out, ignored=ignored,
