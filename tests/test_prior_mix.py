@@ -70,7 +70,8 @@ def test_styles_take_the_identity_w_exactly_on_the_identity_layers(prior):
     ident = torch.randn(2, 128, generator=g)
     wp = model.styles(x, ident)
     ids = list(model.config.id_style_indices())
-    assert ids == [spec.style_index(b, k) for b in (2, 3) for k in ("up", "conv1", "conv2")]
+    assert model.config.id_blocks == (1, 2, 3)
+    assert ids == [spec.style_index(b, k) for b in (1, 2, 3) for k in ("up", "conv1", "conv2")]
     w_id, w_attr = model.identity_mapper(ident), model.attribute_encoder(x)
     for k in range(spec.N_STYLES):
         torch.testing.assert_close(wp[:, k], w_id if k in ids else w_attr, rtol=0, atol=1e-6)
