@@ -655,3 +655,18 @@ def test_lfw_images(anon):
         out, results = anon.anonymize(img, key=K1)
         assert results, f"no face found in {p}"
         assert_only_faces_changed(img, out, [FaceRecord(r.box, r.landmarks, r.score) for r in results], anon)
+
+
+def test_the_results_of_anonymize_are_accepted_as_faces(anon, small_faces):
+    """README: ``v = anon.release_identities(img, faces)`` with the faces anonymize returned
+    (FaceResult) raised TypeError; they are taken as the faces they describe."""
+    _, results = anon.anonymize(SMALL, small_faces, key=K1)
+    assert all(isinstance(r, FaceResult) for r in results)
+    v_results = anon.release_identities(SMALL, results, key=K2)
+    v_records = anon.release_identities(SMALL, small_faces, key=K2)
+    assert torch.equal(v_results, v_records)
+    out_a, _ = anon.render(SMALL, results, v_results)
+    out_b, _ = anon.render(SMALL, small_faces, v_records)
+    np.testing.assert_array_equal(out_a, out_b)
+    with pytest.raises(TypeError, match=r"faces\[0\] must be a FaceRecord or FaceResult"):
+        anon.release_identities(SMALL, [object()])

@@ -213,15 +213,22 @@ def find_faces(rgb: np.ndarray, detector: str, upsample: int, min_size: int,
 
 
 def check_faces(faces) -> list[FaceRecord]:
-    """A caller's faces as a list of FaceRecord, or TypeError / ValueError naming the face."""
+    """A caller's faces as a list of FaceRecord, or TypeError / ValueError naming the face.
+    The FaceResults an anonymisation returns are taken too (their box, landmarks and score:
+    ``release_identities(img, anon.anonymize(img)[1])`` works)."""
     if isinstance(faces, FaceRecord) or not isinstance(faces, (list, tuple)):
         raise TypeError(f"faces must be None (detect) or a list of FaceRecord "
-                        f"(detect_faces, pipeline.detect.records_from_landmarks), got "
-                        f"{type(faces).__name__}")
+                        f"(detect_faces, pipeline.detect.records_from_landmarks) or FaceResult, "
+                        f"got {type(faces).__name__}")
+    out = []
     for i, f in enumerate(faces):
         if not isinstance(f, FaceRecord):
-            raise TypeError(f"faces[{i}] must be a FaceRecord, got {type(f).__name__}")
+            if type(f).__name__ != "FaceResult":   # the release stage's result (a later stage)
+                raise TypeError(f"faces[{i}] must be a FaceRecord or FaceResult, got {type(f).__name__}")
+            f = FaceRecord(box=tuple(f.box), landmarks=np.array(f.landmarks, dtype=np.float64),
+                           score=float(f.score))
         if not np.isfinite(f.landmarks).all():
             raise ValueError(f"faces[{i}] has non-finite landmarks; drop that face")
-    return list(faces)
+        out.append(f)
+    return out
 
