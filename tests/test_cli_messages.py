@@ -104,3 +104,25 @@ def test_unwritable_out_or_report_is_refused_before_any_image(case, tmp_path, ca
     err = capsys.readouterr().err
     assert "error" in err and ("--out" in err or "--report" in err), err
     assert not (tmp_path / "out").exists()          # nothing was processed
+
+
+def test_folder_scans_say_what_they_left_out_and_why(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    img = Image.fromarray(np.full((40, 40, 3), 90, np.uint8))
+    img.save(src / "top.png")
+    img.save(src / "sub" / "deep.png")
+    img.save(src / "photo.dat", format="PNG")         # an image with an unknown extension
+    (src / "notes.txt").write_text("not an image")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["anonymize", str(src), str(empty), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert f"note: {src}: skipped 1 sub-folder(s) (sub): --recursive includes them" in printed
+    assert any(line.startswith(f"note: {src / 'photo.dat'}: a PNG image by its content") for line in printed)
+    assert f"note: {empty}: no image files found in this folder" in printed
+    assert not any("notes.txt" in line for line in printed)      # counted in the summary only
+    assert any("ignored 2 non-image file(s)" in line for line in printed)

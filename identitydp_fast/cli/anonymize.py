@@ -141,6 +141,8 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
         anon = _make_anonymizer(args)
     except (_Usage, files.PlanError) as exc:
         return _usage_error(str(exc))
+    for note in files.scan_notes(args.inputs, args.recursive, jobs, ignored):
+        print(f"note: {note}")
     epsilon = args.epsilon if args.epsilon is not None else getattr(anon, "epsilon", None)
     # Pillow warns about damaged metadata in files it can still read; the per-file result
     # (and its one error line when it fails) is what the user acts on

@@ -196,6 +196,55 @@ def plan(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
     return jobs, ignored
 
 
+#: leading bytes of the image formats Pillow reads here, for telling the user that a file
+#: with an unknown extension is an image all the same
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+          (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def sniff_image(path: Path) -> str | None:
+    """The image format ``path``'s first bytes announce (PNG, JPEG, GIF, BMP, TIFF, WEBP), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+
+
+def scan_notes(inputs: Sequence[str | os.PathLike], recursive: bool, jobs: Sequence[Job],
+               ignored: Sequence[Path]) -> list[str]:
+    """One line per thing a folder scan left out and why: an input folder with no image,
+    sub-folders skipped without --recursive, and files that are images by their content but
+    carry an extension that is not an image's (the other ignored files are counted in the
+    summary line)."""
+    notes = []
+    for arg in inputs:
+        src = Path(arg)
+        if not src.is_dir():
+            continue
+        here = Path(os.path.abspath(src))          # abspath, not resolve: links may loop
+        found = sum(1 for j in jobs if _is_within(Path(os.path.abspath(j.input)), here))
+        subdirs = [] if recursive else sorted(e.name for e in os.scandir(src) if not e.name.startswith(".")
+                                              and e.is_dir(follow_symlinks=False))
+        if not found:
+            notes.append(f"{src}: no image files found in this folder"
+                         + (f" (it has {len(subdirs)} sub-folder(s): --recursive includes them)"
+                            if subdirs else ""))
+        elif subdirs:
+            notes.append(f"{src}: skipped {len(subdirs)} sub-folder(s) ({', '.join(subdirs[:3])}"
+                         f"{', ...' if len(subdirs) > 3 else ''}): --recursive includes them")
+    for p in ignored:
+        kind = sniff_image(p)
+        if kind is not None:
+            notes.append(f"{p}: a {kind} image by its content, but its extension "
+                         f"{p.suffix or '(none)'!r} is not an image extension: not processed "
+                         f"(rename it to include it)")
+    return notes
+
+
 def file_key(master: bytes, rel: str) -> bytes:
     """The 32-byte key of one file: HMAC-SHA256(master, context + rel as UTF-8)."""
     if not isinstance(master, (bytes, bytearray)) or len(master) != 32:
