@@ -248,13 +248,14 @@ def test_cli(clips, model_path, tmp_path, capsys):
     assert rec["privacy"]["epsilon_per_track"] == [20.0]
     assert all(t["releases"] == 1 and t["key_supplied"] for t in rec["tracks"])
     assert probe_video(out).audio_codecs == ("aac",)
-    # refusals: one line on stderr, exit 1, nothing written
+    # refusals: one line on stderr, nothing written; a refused OUT is a bad argument (exit 2,
+    # as `identitydp anonymize`), an unreadable input exit 1
     before = out.read_bytes()
-    assert main(["anonymize-video", str(clips["face"]), str(out), "--model", str(model_path)]) == 1
+    assert main(["anonymize-video", str(clips["face"]), str(out), "--model", str(model_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("identitydp anonymize-video: error:") and "exists" in err and err.count("\n") == 1
     assert out.read_bytes() == before
-    assert main(["anonymize-video", str(clips["face"]), str(clips["face"])]) == 1
+    assert main(["anonymize-video", str(clips["face"]), str(clips["face"])]) == 2
     assert "the output is the input" in capsys.readouterr().err
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 1000)
