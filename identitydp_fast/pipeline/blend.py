@@ -133,7 +133,7 @@ def realign_rendered(pixels: torch.Tensor, template: torch.Tensor) -> torch.Tens
     s = int(out.shape[1])
     crops = torch.floor(out + 0.5).clamp(0, 255).to(torch.uint8).numpy()
     for i in range(out.shape[0]):
-        found = [torch.from_numpy(f.landmarks) for f in detect_faces(crops[i], "hog", 0)]
+        found = [torch.tensor(f.landmarks) for f in detect_faces(crops[i], "hog", 0)]  # a copy: read-only
         if not found:
             continue
         lm = min(found, key=lambda p: float((p[:4].mean(dim=0) - centre).norm()))
