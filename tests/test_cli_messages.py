@@ -126,3 +126,23 @@ def test_folder_scans_say_what_they_left_out_and_why(tmp_path, capsys):
     assert f"note: {empty}: no image files found in this folder" in printed
     assert not any("notes.txt" in line for line in printed)      # counted in the summary only
     assert any("ignored 2 non-image file(s)" in line for line in printed)
+
+
+def test_noise_labels_diagnostics_and_a_batch_centre_voids_the_guarantee(capsys):
+    import json
+
+    assert main(["noise", "--n", "4", "--epsilon", "5", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "diagnostic, computed from the UNRELEASED input" in out and "does NOT hold" not in out
+    assert json.loads(out.strip().splitlines()[-1])["guarantee_holds"] is True
+    assert main(["noise", "--n", "4", "--epsilon", "5", "--centered", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "the guarantee above does NOT hold for these rows" in out
+    assert json.loads(out.strip().splitlines()[-1])["guarantee_holds"] is False
+
+
+def test_identity_labels_its_distance_as_a_diagnostic(capsys):
+    assert main(["identity", str(ROOT / "examples" / "astronaut.png"), "--epsilon", "1000",
+                 "--backend", "reference"]) == 0
+    out = capsys.readouterr().out
+    assert "diagnostic, computed from the UNRELEASED descriptor" in out

@@ -41,7 +41,8 @@ def cmd_identity(args: argparse.Namespace) -> int:
         print(f"{path}: {len(faces)} face(s); {released.summary()}")
         for face, d in zip(faces, dist.tolist()):
             verdict = "still verifies as the same person" if d < 0.6 else "no longer verifies as the same person"
-            print(f"  box {face.box} score {face.score:.2f}: dlib distance original -> released "
+            print(f"  box {face.box} score {face.score:.2f}: diagnostic, computed from the "
+                  f"UNRELEASED descriptor (do not publish it): dlib distance original -> released "
                   f"{d:.3f} ({verdict}; threshold 0.6)")
     return 1 if failures else 0
 
