@@ -207,7 +207,7 @@ class Anonymizer:
         first real call is not slowed by lazy loading, oneDNN/cuDNN planning or JIT."""
         s = self.crop_size
         chip = torch.full((1, align.CHIP_SIZE, align.CHIP_SIZE, 3), 128, dtype=torch.uint8)
-        vectors, _ = self._release(self._encoder(chip), bytes(_keys.KEY_BYTES), self.epsilon,
+        vectors, _ = self._release(self._encoder(chip), None, self.epsilon,
                                    record=False)
         self._generate(torch.zeros(1, 3, s, s, device=self.device), vectors)
         detect.detect_faces(np.zeros((64, 64, 3), dtype=np.uint8), self.detector, 0)

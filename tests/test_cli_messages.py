@@ -146,3 +146,29 @@ def test_identity_labels_its_distance_as_a_diagnostic(capsys):
                  "--backend", "reference"]) == 0
     out = capsys.readouterr().out
     assert "diagnostic, computed from the UNRELEASED descriptor" in out
+
+
+def test_a_reused_key_warns_and_a_fresh_or_new_stream_does_not():
+    """Reproducible mode: the same key on the same stream repeats the noise exactly, so the
+    two releases' difference is the inputs' difference: the second use warns."""
+    import warnings
+
+    import torch
+
+    from identitydp_fast.privacy.identity_dp import IdentityDP
+    from identitydp_fast.privacy.keys import KeyReuseWarning, fresh_key
+
+    key = fresh_key()
+    dp = IdentityDP(1.0)
+    x, y = torch.randn(1, 16), torch.randn(1, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KeyReuseWarning)
+        a = dp(x, key=key)                      # first use: silent
+        dp(x, key=key, stream=1)                # another stream: silent
+        dp(x)                                   # no key: never
+    with pytest.warns(KeyReuseWarning, match="already used on stream 0"):
+        again = dp(x, key=key)
+    assert torch.equal(again.vectors, a.vectors)   # what it warns about: the same noise exactly
+    with pytest.warns(KeyReuseWarning):
+        dp(y, key=key)                             # on another input as well
+    assert "secret and used for this release alone" in a.summary()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import torch
 
@@ -59,7 +60,8 @@ class IdentityDPResult:
 
     def summary(self) -> str:
         n, d = self.vectors.shape
-        mode = "caller-supplied key (reproducible)" if self.key_supplied else "fresh random key"
+        mode = ("caller-supplied key (reproducible; the guarantee holds only while the key is "
+                "secret and used for this release alone)" if self.key_supplied else "fresh random key")
         return (f"released {n} identity vector(s) of dimension {d} with epsilon={self.epsilon:g} "
                 f"(effective {self.effective_epsilon:.6g}, delta<={self.delta:.2g}); "
                 f"Delta_1={self.sensitivity:.6g}, scale b={self.scale:.6g}, grid g={self.granularity:.3g}; "
@@ -119,6 +121,11 @@ class IdentityDP:
             raise ValueError(f"N * d must be <= 2^32 per call (one nonce per coordinate), got {n * d}")
         key_supplied = key is not None
         key = _keys.check_key(key) if key_supplied else _keys.fresh_key()
+        if key_supplied and _keys.note_use(key, stream):
+            warnings.warn(f"key {_keys.key_id(key)} was already used on stream {stream} in this "
+                          f"process: this release repeats that one's noise, and the difference of "
+                          f"the two releases reveals the difference of their inputs. Give every "
+                          f"release its own key (or stream)", _keys.KeyReuseWarning, stacklevel=2)
         backend = _backends.resolve(self.backend, x.device)
         params = self.params(d)
         out, v = ops.identity_dp(x, center, params, key, stream, self.output_norm, backend)

@@ -8,7 +8,9 @@ data reuses the noise, which weakens the guarantee: give each release its own st
 """
 from __future__ import annotations
 
+import collections
 import hashlib
+import threading
 import secrets
 
 KEY_BYTES = 32
@@ -41,3 +43,27 @@ def check_key(key: bytes | bytearray | str, name: str = "key") -> bytes:
 def key_id(key: bytes) -> str:
     """A short public fingerprint of a key (first 8 bytes of SHA-256, hex)."""
     return hashlib.sha256(b"identitydp-fast key id\0" + key).hexdigest()[:16]
+
+
+class KeyReuseWarning(UserWarning):
+    """A caller-supplied key was used again on the same stream in this process: the two
+    releases carry the same noise, so their difference reveals the difference of the inputs
+    exactly (no privacy between them)."""
+
+
+_USED_MAX = 65536                 # remembered (key id, stream) pairs; the oldest are forgotten
+_used: "collections.OrderedDict[tuple[str, int], None]" = collections.OrderedDict()
+_used_lock = threading.Lock()
+
+
+def note_use(key: bytes, stream: int) -> bool:
+    """Record that ``key`` released on ``stream``; True when this process already used that
+    pair (within the last _USED_MAX distinct pairs). Only public key ids are kept."""
+    pair = (key_id(key), int(stream))
+    with _used_lock:
+        seen = pair in _used
+        _used[pair] = None
+        _used.move_to_end(pair)
+        while len(_used) > _USED_MAX:
+            _used.popitem(last=False)
+    return seen
