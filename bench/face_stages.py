@@ -45,14 +45,9 @@ def stage_times(anon: Anonymizer, rgb: np.ndarray, faces, repeats: int) -> dict[
                            None, anon.backend, True, None)
         pixels = timed("generate", anon._generate, crops, vectors)
         if anon._fits_rendered:
-            pixels = timed("fit", lambda p, c: blend.match_colour(p, c, anon.paste_mask), pixels, crops)
-            pixels = timed("fit", lambda p: blend.antialias_for_paste(
-                blend.realign_rendered(p, anon._template), mats), pixels)
+            pixels = timed("fit", blend.fit_rendered, pixels, crops, mats, anon.paste_mask, anon._template)
         timed("paste", blend.paste_faces, rgb, pixels, mats, anon.paste_mask, anon._geometry_backend)
-    out = {}
-    for name, ts in times.items():
-        per_run = ts if name != "fit" else [a + b for a, b in zip(ts[::2], ts[1::2])]
-        out[name] = statistics.median(per_run[2:])            # the first two runs warm up
+    out = {name: statistics.median(ts[2:]) for name, ts in times.items()}   # 2 warm-up runs
     out["total"] = sum(out.values())
     return out
 

@@ -35,8 +35,7 @@ import torch
 
 from . import _backends
 from .pipeline import align, attributes, decode, detect, generate, identity, release
-from .pipeline.blend import (antialias_for_paste, blend_crops, match_colour, paste_faces, paste_mask,
-                             realign_rendered)
+from .pipeline.blend import blend_crops, fit_rendered, paste_faces, paste_mask
 from .pipeline.detect import FaceRecord
 from .pipeline.release import FaceResult
 from .privacy import keys as _keys
@@ -243,6 +242,5 @@ class Anonymizer:
         crops, mats = align.model_crops(rgb, lm, self.crop_size, self._geometry_backend, self.eyes_y)
         pixels = self._generate(crops.to(self.device), vectors)
         if self._fits_rendered:
-            pixels = match_colour(pixels, crops, self.paste_mask)
-            pixels = antialias_for_paste(realign_rendered(pixels, self._template), mats)
+            pixels = fit_rendered(pixels, crops, mats, self.paste_mask, self._template)
         return paste_faces(rgb, pixels, mats, self.paste_mask, self._geometry_backend)

@@ -31,7 +31,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from identitydp_fast.pipeline.align import PRIOR_EYES_Y
@@ -154,9 +153,7 @@ def fit(out: Path) -> None:
     gains = {}
     for g in GAINS:
         model.identity_mapper.map.gain.fill_(g)
-        wp = x_w[:, None].repeat(1, 23, 1)
-        ids = list(model.config.id_style_indices())
-        wp[:, ids] = model.identity_mapper(src)[:, None]
+        wp = model.mix(x_w, model.identity_mapper(src))
         emb = torch.cat([ident.embed(model.prior.render256(wp[i:i + 20]).clamp(-1, 1))
                          for i in range(0, k, 20)])
         gains[g] = float(centred_cosine_loss(emb, src, bn.dp_center).mean())

@@ -63,11 +63,10 @@ def run(args: argparse.Namespace) -> int:
             check_key(args.key, "--key")
     except (ValueError, TypeError) as exc:
         return _error(exc, 2)
-    if os.path.isfile(args.output) and not args.overwrite and \
-            os.path.abspath(args.output) != os.path.abspath(args.input):
-        return _error(f"{args.output}: exists; pass --overwrite to replace it", 2)
     try:  # a refused OUT is a bad argument (2) and costs nothing: before the model loads
         video._check_paths(args.input, args.output, args.overwrite)
+    except video.OutputExistsError:
+        return _error(f"{args.output}: exists; pass --overwrite to replace it", 2)
     except video.VideoError as exc:
         return _error(exc, 2)
     try:

@@ -81,6 +81,10 @@ class VideoError(ValueError):
     """A video that cannot be read or written; the message is one line."""
 
 
+class OutputExistsError(VideoError):
+    """The output video exists and overwrite was not asked for."""
+
+
 def _ffmpeg() -> str:
     try:
         import imageio_ffmpeg
@@ -246,7 +250,7 @@ def _check_paths(src: str, dst: str, overwrite: bool) -> tuple[str, str]:
     if os.path.isdir(dst):
         raise VideoError(f"{dst}: is a directory; give an output file name")
     if os.path.exists(dst) and not overwrite:
-        raise VideoError(f"{dst}: exists; pass overwrite=True (--overwrite) to replace it")
+        raise OutputExistsError(f"{dst}: exists; pass overwrite=True (--overwrite) to replace it")
     folder = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(folder):
         raise VideoError(f"{dst}: the folder {folder} does not exist")

@@ -175,3 +175,12 @@ def antialias_for_paste(pixels: torch.Tensor, matrices: torch.Tensor) -> torch.T
             sigma = 0.5 * math.sqrt(1 / (a * a) - 1)
             out[i] = gaussian_blur(out[i:i + 1].permute(0, 3, 1, 2), sigma)[0].permute(1, 2, 0)
     return out
+
+
+def fit_rendered(pixels: torch.Tensor, crops: torch.Tensor, matrices: torch.Tensor,
+                 mask: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    """What a prior-drawn face (prior-256) needs before the paste, in order: the photo's
+    colour (``match_colour``), its own landmarks on the template (``realign_rendered``), a
+    low-pass for the paste scale (``antialias_for_paste``)."""
+    pixels = match_colour(pixels, crops, mask)
+    return antialias_for_paste(realign_rendered(pixels, template), matrices)

@@ -196,11 +196,14 @@ class PriorMixGenerator(nn.Module):
         mask[list(self.config.id_style_indices())] = 1.0
         self.register_buffer("identity_layers", mask)        # (23, 1): 1 = from w_id
 
-    def styles(self, x_att: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        """W+ (N, 23, 512): w_id on the identity layers, the attribute w elsewhere."""
-        w_attr = self.attribute_encoder(x_att)[:, None]
-        w_id = self.identity_mapper(identity)[:, None]
+    def mix(self, w_attr: torch.Tensor, w_id: torch.Tensor) -> torch.Tensor:
+        """W+ (N, 23, 512) from two w's (N, 512): w_id on the identity layers, w_attr elsewhere."""
+        w_attr, w_id = w_attr[:, None], w_id[:, None]
         return w_attr + self.identity_layers * (w_id - w_attr)
+
+    def styles(self, x_att: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """W+ (N, 23, 512) of an attribute input and an identity vector (``mix``)."""
+        return self.mix(self.attribute_encoder(x_att), self.identity_mapper(identity))
 
     def forward(self, x_att: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
         if identity.dim() != 2 or identity.shape != (x_att.shape[0], self.config.identity_dim):

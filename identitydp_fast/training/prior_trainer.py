@@ -23,8 +23,6 @@ Adam restarts with a short warm-up on resume), overwritten atomically.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import time
 from pathlib import Path
 
@@ -32,12 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..pipeline.align import EYES_Y, PRIOR_EYES_Y, crop_template
-from ..pipeline.attributes import gaussian_blur, inner_face_ellipse
+from ..pipeline.align import PRIOR_EYES_Y, crop_template
+from ..pipeline.attributes import gaussian_blur, inner_face_mask
 from ..pipeline.release import release
 from ..reference.mobile_stylegan import load_prior
 from ..reference.prior_aad import PriorAADConfig, PriorAADGenerator
-from ..reference.warp_affine import feathered_ellipse
 from .augment import real_pipeline
 from .losses import IdentityLoss, centred_cosine_loss, crop_to_chip_grid, perceptual_loss
 
@@ -47,9 +44,8 @@ def prior_template(size: int) -> torch.Tensor:
 
 
 def prior_inner_face_mask(size: int, feather: float = 0.3) -> torch.Tensor:
-    (cx, cy), axes = inner_face_ellipse(size)
-    return feathered_ellipse(size, size, (cx, cy + (PRIOR_EYES_Y - EYES_Y) * size), axes,
-                             feather=feather).view(1, 1, size, size)
+    """(1, 1, S, S) the attributes stage's inner-face mask on the prior's canvas."""
+    return inner_face_mask(size, feather, eyes_y=PRIOR_EYES_Y)
 
 
 def degrade_prior_crop(crop: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
