@@ -5,14 +5,15 @@ Per row x (float32, d coordinates), with public centre mu (zeros if none)::
     u   = x / ||x||_2                 (u = 0 where ||x|| = 0)
     r   = u - mu
     r  *= min(1, C' / ||r||_1)        C' = kernel clip radius, C (1 - 2^-16): r * (C' / l1)
+                                      in float64, rounded to float32
     n   = floor(float64(r) * 2^-log2_g + 1/2)   (int64; exact scaling by a power of two)
     v   = float32((n + K) * g)        K = discrete Laplace noise, sample index row * d + col
     y   = mu + v
     out = y * (output_norm / ||y||_2) (out = 0 where ||y|| = 0)
 
 Returns (out, v). Same order of float32 operations as the oracle
-identitydp_fast/reference/identity_dp.py; only the order of the two row reductions
-(||x||^2 and ||y||^2, and ||r||_1) may differ, i.e. float32 rounding. IEEE-rounded
+identitydp_fast/reference/identity_dp.py; the three row reductions (||x||^2, ||r||_1,
+||y||^2) are float64 sums as there, in another order. IEEE-rounded
 division and square root (div_rn, sqrt_rn) are used, and fp fusion is off, so that
 the GPU agrees with the CPU. K is bit-exact with the oracle (kernels/triton/
 discrete_laplace.py). Guarantee: identitydp_fast/privacy/accounting.py.
@@ -57,13 +58,18 @@ def _identity_dp_kernel(x_ptr, center_ptr, params_ptr, table_ptr, f32_ptr, f64_p
         mu = tl.zeros((1, BLOCK_D), dtype=tl.float32)
 
     # u = x / ||x||, 0 for a zero row.
-    norm = tl.sqrt_rn(tl.sum(x * x, axis=1))[:, None]  # (ROWS, 1)
+    # Row sums in float64 over float32 terms: the clip's bound ||r||_1 <= C must survive
+    # the summation error (why and the bound: reference/identity_dp.py).
+    x64 = x.to(tl.float64)
+    norm = tl.sqrt(tl.sum(x64 * x64, axis=1)).to(tl.float32)[:, None]  # (ROWS, 1)
     u = tl.where(norm > 0, tl.div_rn(x, tl.where(norm > 0, norm, 1.0)), 0.0)
     # Centre and clip to the L1 ball of radius clip.
     r = tl.where(mask, u - mu, 0.0)
-    l1 = tl.sum(tl.abs(r), axis=1)[:, None]  # (ROWS, 1)
-    clip = tl.load(f32_ptr + 0)
-    r = tl.where(l1 > clip, r * tl.div_rn(clip + tl.zeros_like(l1), tl.where(l1 > clip, l1, 1.0)), r)
+    l1 = tl.sum(tl.abs(r.to(tl.float64)), axis=1)[:, None]  # (ROWS, 1) float64
+    clip = tl.load(f32_ptr + 0).to(tl.float64)
+    clipped = tl.where(l1 > clip, l1, 1.0)
+    scale = clip / clipped  # float64: IEEE division and square root (rn) on every target
+    r = tl.where(l1 > clip, (r.to(tl.float64) * scale).to(tl.float32), r)
     # Snap to the grid g Z (float64, exact scaling by 2^-log2_g).
     inv_g = tl.load(f64_ptr + 0)
     g = tl.load(f64_ptr + 1)
@@ -75,7 +81,8 @@ def _identity_dp_kernel(x_ptr, center_ptr, params_ptr, table_ptr, f32_ptr, f64_p
     v = tl.where(mask, v, 0.0)
     # Post-processing: renormalise mu + v to output_norm.
     y = tl.where(mask, mu + v, 0.0)
-    ny = tl.sqrt_rn(tl.sum(y * y, axis=1))[:, None]  # (ROWS, 1)
+    y64 = y.to(tl.float64)
+    ny = tl.sqrt(tl.sum(y64 * y64, axis=1)).to(tl.float32)[:, None]  # (ROWS, 1)
     onorm = tl.load(f32_ptr + 1)
     scale = tl.div_rn(onorm + tl.zeros_like(ny), tl.where(ny > 0, ny, 1.0))
     out = tl.where(ny > 0, y * scale, 0.0)
