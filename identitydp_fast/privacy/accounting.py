@@ -18,10 +18,13 @@ p = exp(-lambda), lambda = g / b, b = Delta_1 / epsilon, then gives privacy loss
 lambda (Delta_1 / g + d) = epsilon + d * g / b: this is ``grid_epsilon``. The
 kernels realise each Bernoulli probability theta as floor(theta 2^(32W)) / 2^(32W);
 the relative error of every realised probability is below ``table_rel_error``, which
-adds at most ``2 d (n_bits + 1) table_rel_error`` to the privacy loss:
-``effective_epsilon`` is the sum. The geometric part is truncated to n_bits bits
-(|K| <= 2^n_bits); an output outside the other input's support has probability at most
-``delta`` (2^n_bits * lambda >= epsilon + 50 makes it ~1e-19). So the released vector is
+adds at most ``2 d (n_bits + 1) table_rel_error`` to the privacy loss;
+the geometric part is truncated to n_bits bits (|K| <= 2^n_bits), which rescales the
+non-zero noise values by 1 / (1 - p^(2^n_bits)) and adds at most
+d e^-(epsilon + 50) (``_truncation_term``); ``effective_epsilon`` is the sum of the
+four terms, each an upper bound, rounded up to a float. An output outside the other
+input's support has probability at most ``delta`` (2^n_bits * lambda >= epsilon + 50
+makes it ~1e-19 at epsilon 1; rounded up, never reported as 0). So the released vector is
 (effective_epsilon, delta)-DP for replace-one-person neighbours; everything computed
 from it (renormalisation, the generated face) is post-processing.
 
@@ -83,9 +86,10 @@ class LaplaceParams:
         words_per_row: uint32 words per Bernoulli threshold.
         table: uint32 array (n_bits + 1, words_per_row): row 0 the zero test, row j+1 bit j.
         dim: d, coordinates per vector.
-        grid_epsilon: epsilon + d g / b (the cost of snapping the input to the grid).
+        grid_epsilon: epsilon + d g / b (the cost of snapping the input to the grid), rounded up.
         table_rel_error: largest relative error of any realised Bernoulli probability.
-        effective_epsilon: grid_epsilon + 2 d (n_bits + 1) table_rel_error.
+        effective_epsilon: epsilon + d g / b + 2 d (n_bits + 1) table_rel_error (1 + it)
+            + the truncation term, rounded up.
         delta: bound on the probability of an output outside the neighbour's support.
     """
 
@@ -162,21 +166,65 @@ def _laplace_params_cached(epsilon: float, sensitivity: float, dim: int) -> Lapl
     table, rel = threshold_table(fractions.Fraction(granularity) / fractions.Fraction(scale), n_bits, words)
 
     lam_f = granularity / scale
-    grid_epsilon = epsilon + dim * lam_f
+    # Every term of the bound is computed as an upper bound and rounded UP to a float
+    # (_float_up): a float sum rounds to nearest and would drop the tiny terms.
+    lam = fractions.Fraction(granularity) / fractions.Fraction(scale)  # exact: g and b are floats
+    grid_epsilon = _float_up(fractions.Fraction(epsilon) + dim * lam)
     table_rel_error = rel
+    rel_f = fractions.Fraction(rel)
     # log(1 + e) <= e and -log(1 - e) <= e (1 + e); per probability (n_bits + 1) factors,
     # two probabilities per coordinate ratio, d coordinates.
-    effective_epsilon = grid_epsilon + 2 * dim * (n_bits + 1) * table_rel_error * (1 + table_rel_error)
+    table_term = 2 * dim * (n_bits + 1) * rel_f * (1 + rel_f)
+    truncation_term = _truncation_term(lam, n_bits, dim)
+    effective_epsilon = _float_up(fractions.Fraction(epsilon) + dim * lam + table_term
+                                  + truncation_term)
     # |K| <= 2^n_bits. Worst per-coordinate shift in grid steps: Delta_1 / g + 1.
     # P(|K| >= m) <= 2 p^m / (1 + p) <= 2 exp(-lambda m) for the exact distribution; the
-    # realised one differs by the factor (1 + table_rel_error)^(n_bits + 1).
-    m = 2**n_bits - (sensitivity / granularity + 1)
-    delta = min(1.0, dim * 2.0 * math.exp(-lam_f * m) * (1 + table_rel_error) ** (n_bits + 2))
+    # realised one differs by the factor (1 + table_rel_error)^(n_bits + 1) and the
+    # truncation's normalisation 1 / (1 - p^(2^n_bits)).
+    m = 2**n_bits - (fractions.Fraction(sensitivity) / fractions.Fraction(granularity) + 1)
+    t = _exp_up(-lam * 2**n_bits)
+    delta = min(1.0, _float_up(2 * dim * _exp_up(-lam * m) * (1 + rel_f) ** (n_bits + 2) / (1 - t)))
     return LaplaceParams(
         epsilon=epsilon, sensitivity=sensitivity, scale=scale, granularity=granularity,
         log2_granularity=log2_g, n_bits=n_bits, words_per_row=words, table=table, dim=dim,
         grid_epsilon=grid_epsilon, table_rel_error=table_rel_error,
         effective_epsilon=effective_epsilon, delta=delta)
+
+
+_BOUND_CTX = decimal.Context(prec=60, Emin=-10**9, Emax=10**9)
+
+
+def _float_up(x: fractions.Fraction) -> float:
+    """The smallest float >= x (x >= 0): a bound rounded up, never to nearest. Below the
+    smallest positive float it is that float (5e-324), never 0."""
+    f = float(x)
+    if fractions.Fraction(f) < x:
+        f = math.nextafter(f, math.inf)
+    return f
+
+
+def _exp_up(t: fractions.Fraction) -> fractions.Fraction:
+    """An upper bound on exp(t), also where a float exp would underflow (t ~ -5000).
+    decimal's exp is correctly rounded (error <= 1/2 ulp of 60 digits); the factor
+    1 + 10^-50 covers it."""
+    with decimal.localcontext(_BOUND_CTX):
+        e = (decimal.Decimal(t.numerator) / decimal.Decimal(t.denominator)).exp()
+        return fractions.Fraction(e) * (1 + fractions.Fraction(1, 10**50))
+
+
+def _truncation_term(lam: fractions.Fraction, n_bits: int, dim: int) -> fractions.Fraction:
+    """The privacy loss added by truncating the geometric magnitude to n_bits bits.
+
+    The sampler's G (the binary digits drawn independently, bits >= n_bits dropped) has
+    P(G = g) = p^g (1 - p) / (1 - p^(2^n_bits)) for 0 <= g < 2^n_bits: the untruncated
+    geometric scaled by 1 / (1 - t), t = p^(2^n_bits) = exp(-lambda 2^n_bits). The scale
+    cancels in a ratio of two non-zero noise values but not in a ratio of zero to
+    non-zero, so each coordinate's loss grows by at most -log(1 - t) <= t / (1 - t);
+    d coordinates: d t / (1 - t). 2^n_bits lambda >= epsilon + 50, so t <= e^-(epsilon + 50).
+    """
+    t = _exp_up(-lam * 2**n_bits)
+    return dim * t / (1 - t)
 
 
 def threshold_table(lam, n_bits: int, words: int) -> tuple[np.ndarray, float]:
@@ -221,7 +269,7 @@ def threshold_table(lam, n_bits: int, words: int) -> tuple[np.ndarray, float]:
             for t in range(words):
                 table[row, t] = (t_int >> (32 * (words - 1 - t))) & 0xFFFFFFFF
     table.setflags(write=False)
-    return table, float(rel_err) * (1 + 1e-9)
+    return table, _float_up(fractions.Fraction(rel_err))
 
 
 def discrete_laplace_pmf(k: np.ndarray, params: LaplaceParams) -> np.ndarray:

@@ -15,8 +15,20 @@ C, so Delta_1 = 2C holds for every possible input, not just typical ones:
 Guarantee (identitydp_fast/privacy/accounting.py, GUARANTEE.md): the released vectors are
 (effective_epsilon, delta)-DP per row with respect to replacing the person behind the
 row's identity vector; ``effective_epsilon`` = epsilon + d g / b (grid rounding) + a
-sampler-precision term, delta ~ 1e-19 or less. It covers the identity vector only:
-whatever else reaches an output (a generator's attribute path) is not covered.
+sampler-precision term + a truncation term, rounded up; delta < 5e-20 at d = 128. It
+covers the identity vector only: whatever else reaches an output (a generator's
+attribute path) is not covered. The fine print:
+
+* domain: finite rows with a non-zero norm; NaN, inf, all-zero rows and rows whose norm
+  overflows float32 are refused (ValueError), never released;
+* computational: the noise is ChaCha20 used as a pseudo-random function of the key, so
+  the guarantee holds against anyone who cannot distinguish ChaCha20 from random; with a
+  caller-supplied ``key`` it also assumes that key is secret and used for one release
+  (a reused key and stream repeat the noise exactly: KeyReuseWarning);
+* public parameters: ``center`` and ``clip`` (and a model's typical-identity radius) are
+  treated as public; they are public only for people whose data did not produce them;
+* composition: the guarantee is per release. k releases of one person (k photos, k
+  tracks, k runs without a key) cost k epsilon.
 """
 from __future__ import annotations
 
