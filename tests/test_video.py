@@ -154,19 +154,33 @@ def test_one_release_per_track_audio_fps_size_kept(clips, anonymizer, tmp_path):
     assert _leftovers(tmp_path) == []
 
 
-def test_same_key_same_releases_and_tracks_never_share_keys(clips, anonymizer, tmp_path):
-    k = bytes.fromhex(KEY)
-    assert track_key(k, 0) != track_key(k, 1) and track_key(k, 0) == track_key(k, 0)
-    assert len(track_key(k, 7)) == 32
-    runs = []
+def test_same_key_and_salt_same_releases_tracks_videos_and_runs_never_share_keys(
+        clips, anonymizer, tmp_path):
+    """Track keys come from (key, run salt, the video's SHA-256, track id): before, they
+    were HMAC(key, track id), so track 0 had the same noise in every video and every run."""
+    k, s1, s2 = bytes.fromhex(KEY), bytes(16), bytes([1]) + bytes(15)
+    v1, v2 = bytes(32), bytes([1]) + bytes(31)
+    assert track_key(k, s1, v1, 0) != track_key(k, s1, v1, 1)
+    assert track_key(k, s1, v1, 0) != track_key(k, s1, v2, 0)    # another video
+    assert track_key(k, s1, v1, 0) != track_key(k, s2, v1, 0)    # another run
+    assert track_key(k, s1, v1, 0) == track_key(k, s1, v1, 0) and len(track_key(k, s1, v1, 7)) == 32
+    runs, reps = [], []
     for name in ("a.mkv", "b.mkv"):
         spy = Spy(anonymizer)
-        anonymize_video(clips["face"], tmp_path / name, spy, key=KEY)
+        salt = None if not reps else reps[0].key_salt     # the second run passes the first's salt
+        reps.append(anonymize_video(clips["face"], tmp_path / name, spy, key=KEY, salt=salt))
         runs.append(torch.cat(spy.releases))
+    assert reps[0].key_salt == reps[1].key_salt and len(reps[0].key_salt) == 32
+    assert reps[0].to_dict()["key_salt"] == reps[0].key_salt
     assert torch.equal(runs[0], runs[1])
     spy = Spy(anonymizer)
-    anonymize_video(clips["face"], tmp_path / "c.mkv", spy)          # fresh CSPRNG keys
+    anonymize_video(clips["face"], tmp_path / "d.mkv", spy, key=KEY)  # same key, fresh salt
     assert not torch.equal(torch.cat(spy.releases), runs[0])
+    spy = Spy(anonymizer)
+    rep = anonymize_video(clips["face"], tmp_path / "c.mkv", spy)     # fresh CSPRNG keys
+    assert not torch.equal(torch.cat(spy.releases), runs[0]) and rep.key_salt is None
+    with pytest.raises(ValueError, match="salt needs a key"):
+        anonymize_video(clips["face"], tmp_path / "e.mkv", spy, salt=bytes(16))
 
 
 def test_frames_without_faces_pass_through_odd_size(clips, anonymizer, tmp_path):
@@ -265,3 +279,30 @@ def test_cli(clips, model_path, tmp_path, capsys):
                  str(tmp_path / "missing.safetensors")]) == 2
     assert "missing.safetensors" in capsys.readouterr().err
     assert _leftovers(tmp_path) == []
+
+
+def _container_metadata(path) -> str:
+    """ffmpeg's description of ``path``: every global and per-stream metadata tag (ffmpeg
+    prints it for an input without an output, then exits 1)."""
+    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                         timeout=60, capture_output=True, text=True)
+    assert "Input #0" in out.stderr, out.stderr
+    return out.stderr.split("Input #0", 1)[1]
+
+
+def test_container_and_stream_metadata_are_not_copied(clips, anonymizer, tmp_path):
+    """Location, title, comment and per-stream tags of the input (a phone's video names
+    where and often who) are absent from the output; the audio is still there."""
+    tagged = tmp_path / "tagged.mp4"
+    ffmpeg("-i", str(clips["face"]), "-c", "copy",
+           "-metadata", "location=+52.5200+013.4050/", "-metadata", "title=Jane Doe birthday",
+           "-metadata", "comment=at home", "-metadata:s:a:0", "handler_name=Jane phone mic",
+           "-movflags", "use_metadata_tags", str(tagged))
+    before = _container_metadata(tagged)
+    assert "52.5200" in before and "Jane Doe" in before   # the fixture really carries them
+    out = tmp_path / "out.mp4"
+    anonymize_video(tagged, out, anonymizer)
+    after = _container_metadata(out)
+    for secret in ("52.5200", "Jane", "birthday", "at home"):
+        assert secret not in after, after
+    assert probe_video(out).audio_codecs == ("aac",)

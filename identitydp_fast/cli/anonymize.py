@@ -45,6 +45,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
     add_anonymizer_options(p, "face identity", "per-file keys derived from it")
+    p.add_argument("--salt", default=None, metavar="HEX",
+                   help="32 hex characters, with --key: the salt of the run to reproduce (its "
+                        "report's key_salt); default: a fresh random salt, so two runs with one "
+                        "--key never share noise")
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="files decoded ahead of the one being anonymised (bounds memory; default 4)")
     p.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
@@ -53,15 +57,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
                    help=f"refuse images with more pixels, checked before decoding (decompression "
                         f"bombs; default and maximum {MAX_PIXELS})")
-    p.add_argument("--strip-metadata", action="store_true",
-                   help="write no EXIF at all (default: EXIF kept minus orientation, thumbnail, maker note)")
+    meta = p.add_mutually_exclusive_group()
+    meta.add_argument("--keep-metadata", action="store_true",
+                      help="keep the input's EXIF (GPS, dates, camera, Artist...) minus orientation, "
+                           "thumbnail and maker note (default: only resolution and colour-space tags)")
+    meta.add_argument("--strip-metadata", action="store_true", help="write no EXIF at all")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_anonymize)
     return p
 
 
-def _check_args(args) -> bytes | None:
-    from ..privacy.keys import check_key
+def _check_args(args) -> tuple[bytes | None, bytes | None]:
+    """(master key, run salt), both None without --key."""
+    from ..privacy.keys import check_key, check_salt, fresh_salt
 
     if args.batch_size < 1:
         raise _Usage(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -74,11 +82,20 @@ def _check_args(args) -> bytes | None:
         if not torch.cuda.is_available():
             raise _Usage("--device cuda but no CUDA GPU is visible to torch")
     if args.key is None:
-        return None
+        if args.salt is not None:
+            raise _Usage("--salt needs --key (without a key every image draws a fresh key)")
+        return None, None
     try:
-        return check_key(args.key, "--key")
+        master = check_key(args.key, "--key")
+        salt = fresh_salt() if args.salt is None else check_salt(args.salt, "--salt")
     except (TypeError, ValueError) as exc:
         raise _Usage(str(exc)) from None
+    return master, salt
+
+
+def _metadata_policy(args) -> str:
+    """--keep-metadata / --strip-metadata / the safe allow-list (io/image_codec.py)."""
+    return "keep" if args.keep_metadata else "none" if args.strip_metadata else "safe"
 
 
 def _check_writable(out_dir: str, report: str | None) -> None:
@@ -130,7 +147,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     try:
-        master = _check_args(args)
+        master, salt = _check_args(args)
         jobs, ignored = files.plan(args.inputs, args.out, args.recursive)
         _check_writable(args.out, args.report)
         if args.report:
@@ -159,7 +176,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         for rec in files.run(jobs, anonymize, overwrite=args.overwrite, master_key=master,
-                                   max_pixels=args.max_pixels, strip_metadata=args.strip_metadata,
+                                   salt=salt, max_pixels=args.max_pixels, metadata=_metadata_policy(args),
                                    decode_ahead=args.batch_size):
             records.append(rec)
             if rec.status == "failed":
@@ -175,6 +192,9 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     if interrupted:
         line = f"interrupted after {len(records)} of {len(jobs)} file(s): " + line
     print(line)
+    if salt is not None:
+        print(f"key salt {salt.hex()}: with the same --key, --salt {salt.hex()} reproduces "
+              "this run")
     no_face = sum(r.status == "no_face" for r in records)
     if no_face and args.upsample < 4:
         # dlib's HOG finds faces down to ~80 / 2^upsample px: the usual cause of no_face
@@ -183,8 +203,9 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
               f"~4x slower)")
     if args.report:
         report = files.report(records, epsilon=epsilon, key_supplied=master is not None,
-                                    out_dir=args.out, ignored=ignored,
+                                    out_dir=args.out, ignored=ignored, salt=salt,
                                     extra={"model": args.model or "packaged default",
+                                           "metadata": _metadata_policy(args),
                                            "backend": args.backend, "device": args.device,
                                            "interrupted": interrupted})
         try:

@@ -36,6 +36,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN", help="input video")
     p.add_argument("output", metavar="OUT", help="output video (never the input)")
     add_anonymizer_options(p, "face track", "one key per track derived from it")
+    p.add_argument("--salt", default=None, metavar="HEX",
+                   help="32 hex characters, with --key: the salt of the run to reproduce (its "
+                        "report's key_salt); default: a fresh random salt")
     p.add_argument("--report", metavar="FILE.json", help="write the JSON report (tracks, releases, epsilon)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
@@ -54,13 +57,17 @@ def run(args: argparse.Namespace) -> int:
                                                         os.path.abspath(args.output)):
         return _error("--report must not be the input or the output video", 2)
     from ..privacy.accounting import check_epsilon
-    from ..privacy.keys import check_key
+    from ..privacy.keys import check_key, check_salt
 
     try:  # option values first: a bad option exits 2 whatever the files are
         if args.epsilon is not None:
             check_epsilon(args.epsilon)
         if args.key is not None:
             check_key(args.key, "--key")
+        if args.salt is not None:
+            if args.key is None:
+                raise ValueError("--salt needs --key (without a key every track draws a fresh key)")
+            check_salt(args.salt, "--salt")
     except (ValueError, TypeError) as exc:
         return _error(exc, 2)
     try:  # a refused OUT is a bad argument (2) and costs nothing: before the model loads
@@ -95,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = video.anonymize_video(args.input, args.output, anon, key=args.key,
-                                       overwrite=args.overwrite, progress=progress)
+                                       overwrite=args.overwrite, progress=progress,
+                                       salt=args.salt)
     except KeyboardInterrupt:
         return _error(f"interrupted after {done[0]} frames; {args.output} not written", 130)
     except (video.VideoError, ValueError, TypeError) as exc:
@@ -106,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
           f"at {report.fps} fps, {report.frames_with_faces} with faces, "
           f"audio: {'; '.join(report.audio) or 'none'} ({report.seconds:.1f} s)")
     print(report.privacy_summary())
+    if report.key_salt is not None:
+        print(f"key salt {report.key_salt}: with the same --key, --salt {report.key_salt} "
+              "reproduces this run")
     for t in report.tracks:
         print(f"  track {t.track_id}: frames {t.birth_frame}-{t.last_frame}, detected in {t.frames}, "
               f"1 release, epsilon {t.epsilon:g}" + (f", {t.gaps} frame(s) without detection"

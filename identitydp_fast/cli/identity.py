@@ -3,6 +3,7 @@ and release them with epsilon-IdentityDP: how far each moved."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..privacy.identity_dp import IdentityDP
 
@@ -15,13 +16,21 @@ def cmd_identity(args: argparse.Namespace) -> int:
     from ..pipeline.decode import read_image
     from ..pipeline.detect import detect_faces
     from ..pipeline.identity import IdentityEncoder
+    from ..privacy import keys
 
     try:
+        master = None if args.key is None else keys.check_key(args.key, "--key")
+        if args.salt is not None and master is None:
+            raise ValueError("--salt needs --key (without a key every image draws a fresh key)")
+        salt = None
+        if master is not None:
+            salt = keys.fresh_salt() if args.salt is None else keys.check_salt(args.salt, "--salt")
         encoder = IdentityEncoder(backend=args.backend, device=args.device)
         dp = IdentityDP(args.epsilon, output_norm=DLIB_DESCRIPTOR_NORM,
                         backend=args.backend if args.backend != "reference" else "reference")
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-        raise SystemExit(f"identitydp: error: {exc}")
+        print(f"identitydp identity: error: {exc}", file=sys.stderr)
+        return 2  # could not start: the convention of every subcommand
     failures = 0
     for path in args.images:
         try:
@@ -36,7 +45,9 @@ def cmd_identity(args: argparse.Namespace) -> int:
             continue
         chips = dlib_face_chips(img, [f.landmarks for f in faces], 150, 0.25)
         desc = encoder(chips)
-        released = dp(desc.cpu(), key=args.key)
+        # one key per image (run salt, content, name): no two images share noise
+        key = None if master is None else keys.derive_key(master, salt, keys.file_sha256(path), path)
+        released = dp(desc.cpu(), key=key)
         dist = (released.vectors - desc.cpu()).norm(dim=1)
         print(f"{path}: {len(faces)} face(s); {released.summary()}")
         for face, d in zip(faces, dist.tolist()):
@@ -44,6 +55,9 @@ def cmd_identity(args: argparse.Namespace) -> int:
             print(f"  box {face.box} score {face.score:.2f}: diagnostic, computed from the "
                   f"UNRELEASED descriptor (do not publish it): dlib distance original -> released "
                   f"{d:.3f} ({verdict}; threshold 0.6)")
+    if salt is not None:
+        print(f"key salt {salt.hex()}: with the same --key, --salt {salt.hex()} reproduces "
+              "these releases")
     return 1 if failures else 0
 
 
@@ -52,7 +66,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     ident = sub.add_parser("identity", help="identity descriptors of the faces in images, released with epsilon-IdentityDP")
     ident.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
     ident.add_argument("--epsilon", type=float, default=300.0)
-    ident.add_argument("--key", default=None, help="64 hex characters: reproducible mode")
+    ident.add_argument("--key", default=None, help="64 hex characters: reproducible mode (one key "
+                       "per image derived from it, the run's salt, the file's SHA-256 and path)")
+    ident.add_argument("--salt", default=None, metavar="HEX",
+                       help="32 hex characters, with --key: the salt of the run to reproduce")
     ident.add_argument("--backend", default="auto", choices=["auto", "reference", "cpu", "cuda", "triton"])
     ident.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ident.set_defaults(func=cmd_identity)

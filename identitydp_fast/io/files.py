@@ -25,17 +25,18 @@ hidden files and folders (name starting with '.') are left out; symbolic links t
 folders are not followed. Explicit file arguments are always attempted.
 
 Keys: with a master key, each file gets its own 256-bit key
-``HMAC-SHA256(master, "identitydp-fast file key v1\\0" + rel)``, where rel is the output
-path relative to DIR ('/' separators), so different files draw independent noise and the
-same file, key and path reproduce the same output. Without a master key every image gets
-a fresh key from the OS CSPRNG inside the anonymiser, never stored.
+``privacy.keys.derive_key(master, salt, SHA-256 of the input's bytes, rel)``, where salt
+is the run's (random unless given; the report records it) and rel the output path
+relative to DIR ('/' separators). So different files, different contents under one name
+and different runs draw independent noise, and the same key, salt, bytes and path
+reproduce the same output. Without a master key every image gets a fresh key from the
+OS CSPRNG inside the anonymiser, never stored.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import hashlib
-import hmac
 import math
 import os
 import tempfile
@@ -47,10 +48,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .image_codec import MAX_PIXELS, ImageFileError, decode_file, encode
+from ..privacy import keys as _keys
+from .image_codec import MAX_PIXELS, ImageFileError, decode_bytes, encode
 
 STATUSES = ("ok", "no_face", "skipped", "failed")
-_KEY_CONTEXT = b"identitydp-fast file key v1\0"
 
 
 class PlanError(ValueError):
@@ -80,6 +81,7 @@ class FileRecord:
     'skipped' (the output existed; nothing read), 'failed' (see error; no output written).
     faces: one dict per anonymised face (the anonymiser's FaceResult fields).
     notes: conversions the output shows (see identitydp_fast.io.image_codec).
+    sha256: hex digest of the input's bytes ('' when it was not read).
     """
 
     input: str
@@ -89,6 +91,7 @@ class FileRecord:
     error: str | None = None
     seconds: float = 0.0
     notes: list = dataclasses.field(default_factory=list)
+    sha256: str = ""
 
 
 def image_extensions() -> frozenset[str]:
@@ -245,13 +248,6 @@ def scan_notes(inputs: Sequence[str | os.PathLike], recursive: bool, jobs: Seque
     return notes
 
 
-def file_key(master: bytes, rel: str) -> bytes:
-    """The 32-byte key of one file: HMAC-SHA256(master, context + rel as UTF-8)."""
-    if not isinstance(master, (bytes, bytearray)) or len(master) != 32:
-        raise ValueError("master key must be 32 bytes")
-    return hmac.new(bytes(master), _KEY_CONTEXT + rel.encode("utf-8"), hashlib.sha256).digest()
-
-
 _umask_lock = threading.Lock()
 _umask: list[int] = []
 
@@ -327,9 +323,13 @@ AnonymizeFn = Callable[[np.ndarray, "bytes | None"], tuple]
 
 
 def run(jobs: Iterable[Job], anonymize: AnonymizeFn, *, overwrite: bool = False,
-        master_key: bytes | None = None, max_pixels: int = MAX_PIXELS,
-        strip_metadata: bool = False, decode_ahead: int = 4) -> Iterator[FileRecord]:
+        master_key: bytes | None = None, salt: bytes | None = None,
+        max_pixels: int = MAX_PIXELS, metadata: str = "safe",
+        decode_ahead: int = 4) -> Iterator[FileRecord]:
     """Anonymise every job, yielding one FileRecord per job in order.
+
+    master_key and salt: reproducible mode (both or neither; see the module docstring).
+    metadata: the outputs' EXIF policy, "safe", "keep" or "none" (io/image_codec.py).
 
     anonymize(rgb (H, W, 3) uint8, key bytes | None) -> (rgb out, [FaceResult, ...]).
     decode_ahead: files decoded in a background thread ahead of the one being
@@ -339,11 +339,17 @@ def run(jobs: Iterable[Job], anonymize: AnonymizeFn, *, overwrite: bool = False,
     """
     if not isinstance(decode_ahead, int) or isinstance(decode_ahead, bool) or decode_ahead < 1:
         raise ValueError(f"decode_ahead must be an integer >= 1, got {decode_ahead!r}")
+    if (master_key is None) != (salt is None):
+        raise ValueError("master_key and salt go together (reproducible mode) or not at all")
+    if master_key is not None:
+        master_key, salt = _keys.check_key(master_key, "master key"), _keys.check_salt(salt)
 
     def decode(job: Job):
         t0 = time.perf_counter()
         try:
-            return decode_file(job.input, max_pixels, strip_metadata), None, time.perf_counter() - t0
+            data = read_input(job.input)
+            digest = hashlib.sha256(data).digest()  # the bytes that are decoded are the bytes keyed
+            return (decode_bytes(data, max_pixels, metadata), digest), None, time.perf_counter() - t0
         except ImageFileError as exc:
             return None, str(exc), time.perf_counter() - t0
         except OSError as exc:  # unreadable: permissions, vanished, a folder...
@@ -368,12 +374,19 @@ def run(jobs: Iterable[Job], anonymize: AnonymizeFn, *, overwrite: bool = False,
         while pending:
             job, fut = pending.popleft()
             fill()
-            yield _process(job, fut, anonymize, master_key)
+            yield _process(job, fut, anonymize, master_key, salt)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _process(job: Job, fut, anonymize: AnonymizeFn, master_key: bytes | None) -> FileRecord:
+def read_input(path) -> bytes:
+    """The bytes of an input file (OSError when it cannot be read; a folder is refused)."""
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _process(job: Job, fut, anonymize: AnonymizeFn, master_key: bytes | None,
+             salt: bytes | None) -> FileRecord:
     rec = FileRecord(str(job.input), str(job.output), "failed")
     t0 = time.perf_counter()
     if job.error is not None:
@@ -387,8 +400,11 @@ def _process(job: Job, fut, anonymize: AnonymizeFn, master_key: bytes | None) ->
         if decoded is None:
             rec.error = error
             return rec
+        decoded, digest = decoded
         rec.notes = list(decoded.notes)
-        key = file_key(master_key, job.rel) if master_key is not None else None
+        rec.sha256 = digest.hex()
+        key = (None if master_key is None
+               else _keys.derive_key(master_key, salt, digest, job.rel))
         try:
             out_rgb, results = anonymize(decoded.rgb, key)
         except Exception as exc:  # noqa: BLE001 - one file's failure must not end the batch
@@ -436,8 +452,10 @@ def summary_line(records: Sequence[FileRecord], out_dir) -> str:
 
 def privacy_statement(epsilon, key_supplied: bool) -> str:
     """What the epsilon of this run covers, and what the key means."""
-    keys = ("per-file keys were derived from the supplied --key (HMAC-SHA256 of the key and "
-            "the output's relative path): anyone holding the key can recompute the noise"
+    keys = ("per-file keys were derived from the supplied --key, this run's salt, each "
+            "input's SHA-256 and its relative path (HMAC-SHA256): anyone holding the key and "
+            "the salt can recompute the noise, so the guarantee holds only while the key is "
+            "secret; a run with another salt draws independent noise"
             if key_supplied else
             "each image drew a fresh key from the operating system's CSPRNG, never stored: "
             "the noise cannot be reproduced")
@@ -448,14 +466,17 @@ def privacy_statement(epsilon, key_supplied: bool) -> str:
 
 
 def report(records: Sequence[FileRecord], *, epsilon, key_supplied: bool, out_dir,
-           ignored: Sequence[Path] = (), extra: dict | None = None) -> dict:
-    """The JSON report: files, totals, privacy statement, ignored non-image files."""
+           ignored: Sequence[Path] = (), extra: dict | None = None,
+           salt: bytes | None = None) -> dict:
+    """The JSON report: files, totals, privacy statement, ignored non-image files, and in
+    reproducible mode the run's salt (pass it back with --salt to reproduce the run)."""
     return _json_value({
         "format": "identitydp-fast/anonymize-report",
-        "format_version": 1,
+        "format_version": 2,
         "out_dir": str(out_dir),
         "epsilon": epsilon,
         "key_supplied": key_supplied,
+        "key_salt": None if salt is None else salt.hex(),
         "privacy": privacy_statement(epsilon, key_supplied),
         **(extra or {}),
         "totals": totals(records),

@@ -48,11 +48,20 @@ Writing: the input's format (by content, not by extension). JPEG at quality 95 w
 input's chroma subsampling and progressive flag; lossless WebP stays lossless, lossy WebP
 at quality 95; TIFF keeps a lossless compression (other TIFF compressions become LZW);
 PNG, BMP, GIF, PPM, TGA and the rest with Pillow's defaults. Kept metadata: the ICC
-profile (where it still describes the pixels), DPI, and (JPEG, PNG, WebP) EXIF minus the
-orientation tag, the embedded thumbnail (IFD1, which would show the original faces) and
-the maker note (vendor previews and face data), or no EXIF at all with
-``strip_metadata=True``. XMP (it can name the people in the photo), IPTC, comments, PNG
-text chunks and TIFF tags other than resolution, ICC and compression are not carried.
+profile (where it still describes the pixels), DPI, and (JPEG, PNG, WebP) EXIF by the
+``metadata`` policy:
+
+* ``"safe"`` (the default): only the allow-listed EXIF tags that describe how to display
+  the pixels (SAFE_EXIF_TAGS: resolution, colour space, YCbCr positioning, gamma). GPS
+  position, dates, Artist, Copyright, camera make/model/owner/serial numbers, the maker
+  note, the thumbnail, user comments and every other tag are dropped: an anonymiser must
+  not pass on who took the photo, where, when, or with which device;
+* ``"keep"``: the input's EXIF minus the orientation tag, the embedded thumbnail (IFD1,
+  which would show the original faces) and the maker note (vendor previews, face data);
+* ``"none"``: no EXIF at all.
+
+XMP (it can name the people in the photo), IPTC, comments, PNG text chunks and TIFF tags
+other than resolution, ICC and compression are never carried.
 """
 from __future__ import annotations
 
@@ -73,6 +82,14 @@ _LOSSLESS_TIFF = ("raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "pack
 _EXIF_ORIENTATION = 0x0112
 _EXIF_IFD = 0x8769
 _EXIF_MAKERNOTE = 0x927C
+METADATA_POLICIES = ("safe", "keep", "none")
+#: IFD0 tags kept by the "safe" policy: they say how to display the pixels, nothing else
+SAFE_IFD0_TAGS = frozenset({0x011A, 0x011B, 0x0128,   # XResolution, YResolution, ResolutionUnit
+                            0x0213})                   # YCbCrPositioning
+#: Exif sub-IFD tags kept by the "safe" policy
+SAFE_EXIF_IFD_TAGS = frozenset({0xA001,               # ColorSpace (sRGB / uncalibrated)
+                                0xA500})              # Gamma
+SAFE_EXIF_TAGS = SAFE_IFD0_TAGS | SAFE_EXIF_IFD_TAGS
 
 
 class ImageFileError(ValueError):
@@ -121,20 +138,36 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
                              f"limit {max_pixels} (decompression-bomb guard)")
 
 
-def _clean_exif(img, strip: bool) -> bytes | None:
-    """The input's EXIF block as bytes without orientation, thumbnail (IFD1) and maker
-    note; None when there is none (or ``strip``)."""
+def check_metadata_policy(metadata: str) -> str:
+    if metadata not in METADATA_POLICIES:
+        raise ValueError(f"metadata must be one of {METADATA_POLICIES}, got {metadata!r}")
+    return metadata
+
+
+def _clean_exif(img, metadata: str) -> bytes | None:
+    """The EXIF block to write, by the metadata policy (module docstring); None when
+    nothing is left."""
     from PIL import Image
 
     raw = img.info.get("exif")
-    if strip or not raw:
+    if metadata == "none" or not raw:
         return None
-    exif = Image.Exif()
-    exif.load(raw if raw[:6] == b"Exif\x00\x00" else b"Exif\x00\x00" + raw)
-    exif.pop(_EXIF_ORIENTATION, None)
-    if _EXIF_IFD in exif:
-        # get_ifd returns the live sub-IFD that tobytes() writes
-        exif.get_ifd(_EXIF_IFD).pop(_EXIF_MAKERNOTE, None)
+    src = Image.Exif()
+    src.load(raw if raw[:6] == b"Exif\x00\x00" else b"Exif\x00\x00" + raw)
+    if metadata == "safe":
+        exif = Image.Exif()  # built up from the allow-list: what is not named is not copied
+        for tag in SAFE_IFD0_TAGS & set(src):
+            exif[tag] = src[tag]
+        sub = src.get_ifd(_EXIF_IFD) if _EXIF_IFD in src else {}
+        kept = {tag: sub[tag] for tag in SAFE_EXIF_IFD_TAGS & set(sub)}
+        if kept:
+            exif[_EXIF_IFD] = kept
+    else:
+        exif = src
+        exif.pop(_EXIF_ORIENTATION, None)
+        if _EXIF_IFD in exif:
+            # get_ifd returns the live sub-IFD that tobytes() writes
+            exif.get_ifd(_EXIF_IFD).pop(_EXIF_MAKERNOTE, None)
     if not len(exif):
         return None
     # Exif.tobytes writes IFD0 with its Exif/GPS sub-IFDs and never IFD1 (the thumbnail)
@@ -191,7 +224,7 @@ def _save_params(img, fmt: str, fp, icc: bytes | None, exif: bytes | None, notes
     return params
 
 
-def _decode(fp, max_pixels: int, strip_metadata: bool) -> DecodedImage:
+def _decode(fp, max_pixels: int, metadata: str) -> DecodedImage:
     from PIL import Image, ImageOps
 
     Image.init()  # load every plugin, so Image.SAVE lists every writer
@@ -225,7 +258,7 @@ def _decode(fp, max_pixels: int, strip_metadata: bool) -> DecodedImage:
         img.load()  # decode now: truncated and corrupt data fail here
         mode = img.mode
         icc = img.info.get("icc_profile")
-        exif = _clean_exif(img, strip_metadata)
+        exif = _clean_exif(img, metadata)
         params = _save_params(img, out_fmt, fp, icc, exif, notes)
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
         upright = ImageOps.exif_transpose(img)
@@ -273,11 +306,11 @@ def _decode(fp, max_pixels: int, strip_metadata: bool) -> DecodedImage:
                             grey16=grey16)
 
 
-def _guarded(fp, max_pixels: int, strip_metadata: bool) -> DecodedImage:
+def _guarded(fp, max_pixels: int, metadata: str) -> DecodedImage:
     if not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1:
         raise ValueError(f"max_pixels must be an integer >= 1, got {max_pixels!r}")
     try:
-        return _decode(fp, max_pixels, strip_metadata)
+        return _decode(fp, max_pixels, metadata)
     except ImageFileError:
         raise
     except MemoryError:
@@ -289,22 +322,26 @@ def _guarded(fp, max_pixels: int, strip_metadata: bool) -> DecodedImage:
         raise ImageFileError(f"corrupt image data ({type(exc).__name__}: {msg})") from None
 
 
-def decode_file(path, max_pixels: int = MAX_PIXELS, strip_metadata: bool = False) -> DecodedImage:
+def decode_file(path, max_pixels: int = MAX_PIXELS, metadata: str = "safe") -> DecodedImage:
     """Decode the image file at ``path``; raises ImageFileError naming the problem (and
-    OSError only when the file cannot be opened for reading at all)."""
+    OSError only when the file cannot be opened for reading at all). metadata: the EXIF
+    policy for the output, "safe" (default), "keep" or "none" (module docstring)."""
+    check_metadata_policy(metadata)
     with open(path, "rb") as fh:
         if os.fstat(fh.fileno()).st_size == 0:
             raise ImageFileError("empty file (0 bytes)")
-        return _guarded(fh, max_pixels, strip_metadata)
+        return _guarded(fh, max_pixels, metadata)
 
 
-def decode_bytes(data: bytes, max_pixels: int = MAX_PIXELS, strip_metadata: bool = False) -> DecodedImage:
-    """Decode an image from bytes; raises ImageFileError naming the problem."""
+def decode_bytes(data: bytes, max_pixels: int = MAX_PIXELS, metadata: str = "safe") -> DecodedImage:
+    """Decode an image from bytes; raises ImageFileError naming the problem. metadata: as
+    for decode_file."""
+    check_metadata_policy(metadata)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
     if len(data) == 0:
         raise ImageFileError("empty file (0 bytes)")
-    return _guarded(io.BytesIO(bytes(data)), max_pixels, strip_metadata)
+    return _guarded(io.BytesIO(bytes(data)), max_pixels, metadata)
 
 
 def encode(decoded: DecodedImage, rgb: np.ndarray) -> bytes:

@@ -17,8 +17,10 @@ finds again starts a new track, i.e. a new independent release; k tracks of one 
 compose to k * epsilon. The report lists every track with its single release.
 
 With a caller key (reproducible mode) each track's release uses its own key,
-HMAC-SHA256(key, "identitydp-fast video track" || track id), so tracks never share noise
-(a shared noise vector would let anyone subtract two released identities).
+``privacy.keys.derive_key(key, salt, SHA-256 of the input video's bytes, "track <id>")``
+with the run's salt (random unless given; the report's ``key_salt``), so tracks, videos
+and runs never share noise (a shared noise vector would let anyone subtract two released
+identities); the same key, salt and file reproduce the run.
 
 Guarantees of the file handling:
 
@@ -43,8 +45,6 @@ report counts such gaps per track (frames between its first and last detection).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import math
 import os
@@ -74,7 +74,6 @@ CONTAINERS = {
 #: encoder quality settings: x264 CRF 18 is visually lossless; the others comparable
 _QUALITY = {"libx264": ["-crf", "18", "-preset", "medium"], "mpeg4": ["-qscale:v", "2"],
             "libvpx-vp9": ["-crf", "24", "-b:v", "0", "-row-mt", "1"]}
-_TRACK_KEY_LABEL = b"identitydp-fast video track"
 
 
 class VideoError(ValueError):
@@ -156,9 +155,9 @@ def exact_fps(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1000)
 
 
-def track_key(key: bytes, track_id: int) -> bytes:
-    """The key of one track's release in reproducible mode: HMAC-SHA256(key, label || id)."""
-    return hmac.new(key, _TRACK_KEY_LABEL + track_id.to_bytes(8, "big"), hashlib.sha256).digest()
+def track_key(key: bytes, salt: bytes, video_sha256: bytes, track_id: int) -> bytes:
+    """The key of one track's release in reproducible mode (see the module docstring)."""
+    return _keys.derive_key(key, salt, video_sha256, f"track {int(track_id)}")
 
 
 @dataclasses.dataclass
@@ -197,6 +196,7 @@ class VideoReport:
     tracks: list[TrackRecord]
     seconds: float
     warnings: list[str] = dataclasses.field(default_factory=list)
+    key_salt: str | None = None  # hex, in reproducible mode: pass it back to reproduce the run
 
     @property
     def releases(self) -> int:
@@ -285,11 +285,14 @@ def _detect(anonymizer, frame: np.ndarray) -> list:
 
 def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, anonymizer, key=None,
                     overwrite: bool = False, max_age_seconds: float = 1.0,
-                    progress: Callable[[int], None] | None = None) -> VideoReport:
+                    progress: Callable[[int], None] | None = None,
+                    salt: bytes | str | None = None) -> VideoReport:
     """Anonymise every frame of ``src`` into ``dst`` (container chosen by dst's extension:
     see CONTAINERS); returns the report. ``anonymizer``: an identitydp_fast.Anonymizer
     (its epsilon, backend, device, detector). ``key``: None (fresh CSPRNG keys) or 32
-    bytes / 64 hex characters (reproducible; one derived key per track).
+    bytes / 64 hex characters (reproducible; one derived key per track). ``salt``: with a
+    key, the run's 16-byte salt (32 hex characters) to reproduce; None draws a fresh one
+    (the report's key_salt).
     ``max_age_seconds``: how long a lost face keeps its track (and its release).
     ``progress(frames_done)`` is called after each frame."""
     try:
@@ -299,7 +302,13 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, anonymizer, 
     src, dst = os.fspath(src), os.fspath(dst)
     ext, folder = _check_paths(src, dst, overwrite)
     master_key = None if key is None else _keys.check_key(key)
+    if master_key is None and salt is not None:
+        raise ValueError("salt needs a key (without a key every track draws a fresh key)")
+    run_salt = None
+    if master_key is not None:
+        run_salt = _keys.fresh_salt() if salt is None else _keys.check_salt(salt)
     info = probe_video(src)
+    video_sha256 = _keys.file_sha256(src) if master_key is not None else b""
     video_encoder, audio_encoder = CONTAINERS[ext]
     start = time.perf_counter()
 
@@ -350,7 +359,8 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, anonymizer, 
             update = tracker.update(faces, n)
             for tid in update.born:
                 j = update.assignment.index(tid)
-                k = None if master_key is None else track_key(master_key, tid)
+                k = (None if master_key is None
+                     else track_key(master_key, run_salt, video_sha256, tid))
                 # (1, D), numpy or torch as the anonymizer returns it; kept as is for render
                 released[tid] = anonymizer.release_identities(frame, [faces[j]], key=k)[:1]
                 records[tid] = TrackRecord(tid, n, n, key_supplied=master_key is not None)
@@ -396,7 +406,8 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, anonymizer, 
                         f"{float(fps):.3f} fps suggests about {round(info.duration * float(fps))}: "
                         "the input may be truncated or damaged")
     return VideoReport(src, dst, n, str(fps), (w, h), video_encoder, audio, frames_with_faces,
-                       faces_rendered, tracks, time.perf_counter() - start, warnings)
+                       faces_rendered, tracks, time.perf_counter() - start, warnings,
+                       None if run_salt is None else run_salt.hex())
 
 
 def _concat(rows):
