@@ -8,6 +8,7 @@ namespace idp {
 
 void bind_noise(pybind11::module_& m);   // csrc/bind_noise.cpp
 void bind_resnet(pybind11::module_& m);  // csrc/bind_resnet.cpp
+void bind_prior(pybind11::module_& m);   // csrc/bind_prior.cpp
 void bind_geometry(pybind11::module_& m);  // csrc/bind_geometry.cpp
 void bind_aad(pybind11::module_& m);  // csrc/bind_aad.cpp
 

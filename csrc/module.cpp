@@ -23,4 +23,5 @@ PYBIND11_MODULE(_C, m) {
   idp::bind_resnet(m);
   idp::bind_geometry(m);
   idp::bind_aad(m);
+  idp::bind_prior(m);
 }
