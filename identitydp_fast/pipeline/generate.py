@@ -9,10 +9,10 @@
   can run with, checked before anything is loaded;
 * ``Generator(model, backend, device, dtype, graph_batches)``: (N, 3, S, S) attribute
   input (pipeline/attributes.py) + (N, 128) released identities -> (N, S, S, 3) float32
-  CPU pixels in [0, 255]. The engine ``EngineAEINet`` (fused kernels) runs AEI-Nets on the
-  cpu/cuda/triton backends, the reference ``AEINet`` on 'reference'; the prior-256 model
-  (reference/prior_mix.py) runs its PyTorch reference on every backend (its engine is not
-  built yet: float32, no CUDA graphs); face counts in
+  CPU pixels in [0, 255]. On the cpu/cuda/triton backends the engine runs: ``EngineAEINet``
+  for AEI-Nets, ``EnginePriorMix`` (engine/prior_mix.py: fused prior ops between GEMMs;
+  float32, no CUDA graphs yet) for the prior-256 model; 'reference' runs the PyTorch
+  reference of either; face counts in
   ``graph_batches`` replay a CUDA graph (engine/cuda_graph.py), serialised by a lock (its
   buffers are shared), so threads stay safe.
 """
@@ -96,11 +96,11 @@ def load_model(model, device: torch.device):
 
 
 def check_prior_options(model, dtype: torch.dtype, graph_batches: Sequence[int]) -> None:
-    """ValueError for the options the prior-256 model cannot run yet (no engine: float32
-    PyTorch reference, no CUDA graphs)."""
+    """ValueError for the options the prior-256 model cannot run yet (its engine is
+    float32 and not captured in CUDA graphs)."""
     if is_prior_model(model) and (dtype != torch.float32 or graph_batches):
-        raise ValueError(f"model {model.config.name!r} runs its float32 PyTorch reference (its "
-                         f"engine is not built yet): dtype must be torch.float32 and "
+        raise ValueError(f"model {model.config.name!r} runs in float32 without CUDA graphs "
+                         f"(engine/prior_mix.py): dtype must be torch.float32 and "
                          f"cuda_graph_batches empty, got dtype={dtype}, "
                          f"cuda_graph_batches={list(graph_batches)}")
 
@@ -131,8 +131,11 @@ class Generator:
                  name: str = "in memory"):
         self.backend, self.device, self.name = backend, device, name
         check_prior_options(model, dtype, graph_batches)
-        if backend == "reference" or is_prior_model(model):
+        if backend == "reference":
             self.net = model
+        elif is_prior_model(model):
+            from ..engine.prior_mix import EnginePriorMix
+            self.net = EnginePriorMix(model, backend).to(device).eval()
         else:
             from ..engine.aei_net import EngineAEINet
             self.net = EngineAEINet(model, backend, dtype).to(device).eval()
