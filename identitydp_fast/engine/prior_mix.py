@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import mobile_stylegan as spec
-from ..ops import prior as prior_ops
+from ..ops import library as prior_ops  # torch.library ops: traceable by torch.compile
 from ..reference.prior_mix import PriorMixGenerator
 
 BACKENDS = ("cpu", "cuda", "triton")
@@ -74,12 +74,13 @@ class EnginePriorMix(nn.Module):
     def _dwsep(self, x: torch.Tensor, style: torch.Tensor, layer, noise: torch.Tensor | None):
         """lrelu(pw(dw(x * s)) + noise + bias): fused dw, GEMM, fused epilogue; NHWC memory."""
         b = self.backend
-        h = prior_ops.modulated_dwconv3x3(x, style, layer.dw_weight[:, 0], b)   # channels_last
+        h = prior_ops.prior_dwconv3x3(x, style, layer.dw_weight[:, 0], b)       # channels_last
         n, c, hh, ww = h.shape
         pw = layer.pw_weight[:, :, 0, 0]                                        # (C_out, C_in)
         y = h.permute(0, 2, 3, 1).reshape(-1, c) @ pw.t()                       # (N H W, C_out)
         y = y.view(n, hh, ww, -1).permute(0, 3, 1, 2)                           # logical NCHW, NHWC memory
-        return prior_ops.bias_noise_lrelu(y, layer.bias, noise, b, inplace=True)
+        prior_ops.prior_epilogue_(y, layer.bias, noise, b)                      # in place
+        return y
 
     def _to_image(self, x: torch.Tensor, style: torch.Tensor, layer) -> torch.Tensor:
         """inverse_haar(conv1x1(x * s) + bias) with s folded into per-sample weights."""
@@ -89,7 +90,7 @@ class EnginePriorMix(nn.Module):
                               wn.transpose(1, 2))                               # (N, H W, 12)
         bands = bands.view(n, hh, ww, 12).permute(0, 3, 1, 2)
         ones = torch.ones(n, 12, dtype=x.dtype, device=x.device)
-        return prior_ops.modulated_inverse_haar(bands, ones, self.backend)
+        return prior_ops.prior_inverse_haar(bands, ones, self.backend)
 
     def render256(self, wplus: torch.Tensor) -> torch.Tensor:
         """W+ (N, 23, 512) -> (N, 3, 256, 256), as FacePrior.render256."""
@@ -102,7 +103,7 @@ class EnginePriorMix(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last)
         for k in range(prior.HEAD256_BLOCKS):
             block = syn.blocks[k]
-            x = prior_ops.modulated_inverse_haar(x, next(styles), self.backend)
+            x = prior_ops.prior_inverse_haar(x, next(styles), self.backend)
             x = self._dwsep(x, next(styles), block.conv1, block.conv1.noise[0, 0])
             x = self._dwsep(x, next(styles), block.conv2, block.conv2.noise[0, 0])
         s_skip = next(styles)

@@ -69,3 +69,47 @@ def upsample_bilinear2x(x: torch.Tensor, backend: str) -> torch.Tensor:
 def _(x, backend):
     n, c, h, w = x.shape
     return _like_channels_last(x, (n, c, 2 * h, 2 * w))
+
+
+# --- the prior engine's ops (identitydp_fast/ops/prior.py) ----------------------------
+
+@torch.library.custom_op("identitydp::prior_dwconv3x3", mutates_args=())
+def prior_dwconv3x3(x: torch.Tensor, style: torch.Tensor, weight: torch.Tensor,
+                    backend: str) -> torch.Tensor:
+    """depthwise3x3(x * style); see identitydp_fast/ops/prior.py. Channels-last result."""
+    from . import prior as _prior
+    return _prior.modulated_dwconv3x3(x, style, weight, backend).contiguous(memory_format=torch.channels_last)
+
+
+@prior_dwconv3x3.register_fake
+def _(x, style, weight, backend):
+    return _like_channels_last(x, x.shape)
+
+
+@torch.library.custom_op("identitydp::prior_inverse_haar", mutates_args=())
+def prior_inverse_haar(x: torch.Tensor, style: torch.Tensor, backend: str) -> torch.Tensor:
+    """inverse_haar(x * style); see identitydp_fast/ops/prior.py. Channels-last result."""
+    from . import prior as _prior
+    return _prior.modulated_inverse_haar(x, style, backend).contiguous(memory_format=torch.channels_last)
+
+
+@prior_inverse_haar.register_fake
+def _(x, style, backend):
+    n, c4, h, w = x.shape
+    return _like_channels_last(x, (n, c4 // 4, 2 * h, 2 * w))
+
+
+@torch.library.custom_op("identitydp::prior_epilogue_", mutates_args=("y",))
+def prior_epilogue_(y: torch.Tensor, bias: torch.Tensor, noise: torch.Tensor | None,
+                    backend: str) -> None:
+    """y <- leaky_relu((y + noise) + bias, 0.2) in place; y channels-last contiguous (the
+    engine's GEMM output). See identitydp_fast/ops/prior.py."""
+    from . import prior as _prior
+    if not y.is_contiguous(memory_format=torch.channels_last):
+        raise ValueError("prior_epilogue_ writes in place: y must be channels-last contiguous")
+    _prior.bias_noise_lrelu(y, bias, noise, backend, inplace=True)
+
+
+@prior_epilogue_.register_fake
+def _(y, bias, noise, backend):
+    return None
