@@ -79,8 +79,9 @@ def _pipeline(spec: str, config: str, device: torch.device, example):
 
     name, dtype, graph = parse_spec(spec)
     model = _model(config, device)
-    if config == PRIOR_CONFIG and name not in ("reference", "compile", "compile-max"):
-        raise ValueError(f"{config} has no engine yet: benchmark it with --backends reference,compile")
+    if config == PRIOR_CONFIG and (dtype != torch.float32 or graph):
+        raise ValueError(f"{config}'s engine runs float32 without CUDA graphs: use reference, "
+                         "compile, cpu, cuda or triton")
     if name.startswith("compile") or name == "reference":
         encoder = IdentityEncoder("reference", device=device)
         dp_backend = "reference"
@@ -92,7 +93,11 @@ def _pipeline(spec: str, config: str, device: torch.device, example):
     else:
         encoder = IdentityEncoder(name, device=device, dtype=dtype)
         dp_backend = name
-        engine = EngineAEINet(model, name, dtype).to(device)
+        if config == PRIOR_CONFIG:
+            from ..engine.prior_mix import EnginePriorMix
+            engine = EnginePriorMix(model, name).to(device).eval()
+        else:
+            engine = EngineAEINet(model, name, dtype).to(device)
         net = engine
         if graph:
             from ..engine.cuda_graph import CUDAGraphed
@@ -144,8 +149,6 @@ def run_bench(config: str = "fast-128", batch: int = 1, device: str = "cpu",
 
     dev = torch.device(device)
     size = 256 if config == PRIOR_CONFIG else get_config(config).crop_size
-    if backends is None and config == PRIOR_CONFIG:
-        backends = ["reference", "compile"]
     if backends is None:
         backends = ["reference"] + [b for b in ("cpu", "cuda", "triton") if _backends.available(b, dev)
                                     and not (b == "triton" and dev.type == "cpu")]
@@ -234,7 +237,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     """Register the subcommand on the ``identitydp`` subparsers."""
     bench = sub.add_parser("bench", help="end-to-end latency per backend (median, p90, ratio to eager)")
     bench.add_argument("--config", default="fast-128",
-                       help="model config (fast-128, paper-256, prior-256: reference and compile only)")
+                       help="model config (fast-128, paper-256, prior-256)")
     bench.add_argument("--batch", type=int, default=1)
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     bench.add_argument("--backends", default=None,
