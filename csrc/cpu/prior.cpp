@@ -19,11 +19,22 @@ namespace {
 #define IDP_PRIOR_CLONES
 #endif
 
-// q[x, c] += w[c] * p[x, c] for x in [0, count): one tap over a run of pixels
-IDP_PRIOR_CLONES void tap_row(const float* __restrict__ p, const float* __restrict__ w,
-                              float* __restrict__ q, int64_t count, int64_t C) {
-  for (int64_t x = 0; x < count; ++x)
-    for (int64_t c = 0; c < C; ++c) q[x * C + c] += w[c] * p[x * C + c];
+// out[c] = sum over the taps t of w_t[c] * p_t[c], accumulated in tap order, in blocks of
+// 64 channels held in registers: each input pixel is read once per tap, out written once
+IDP_PRIOR_CLONES void dw_pixel(const float* const* src, const float* const* wts, int taps,
+                               int64_t C, float* __restrict__ out) {
+  constexpr int64_t kBlock = 32;
+  for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+    const int64_t len = C - c0 < kBlock ? C - c0 : kBlock;
+    float acc[kBlock];
+    for (int64_t c = 0; c < len; ++c) acc[c] = 0.f;
+    for (int t = 0; t < taps; ++t) {
+      const float* __restrict__ p = src[t] + c0;
+      const float* __restrict__ w = wts[t] + c0;
+      for (int64_t c = 0; c < len; ++c) acc[c] += w[c] * p[c];
+    }
+    for (int64_t c = 0; c < len; ++c) out[c0 + c] = acc[c];
+  }
 }
 
 // out[c] = lrelu((y[c] + noise) + bias[c]) for a run of pixels; y and out may be one array
@@ -35,7 +46,29 @@ IDP_PRIOR_CLONES void epilogue_pixel_run(const float* y, const float* bias, cons
     float* op = out + p * C;
     for (int64_t c = 0; c < C; ++c) {
       const float v = (yp[c] + nz) + bias[c];
-      op[c] = v > 0.f ? v : v * 0.2f;  // = idp_prior_epilogue, spelled out for the vectoriser
+      // = idp_prior_epilogue: max(v, 0.2 v) is lrelu for every finite v (-0 included); the
+      // product is computed unconditionally, so the select vectorises (GCC will not
+      // if-convert a conditional float multiply under -ftrapping-math)
+      const float scaled = v * 0.2f;
+      op[c] = v > scaled ? v : scaled;
+    }
+  }
+}
+
+// One output row of the modulated inverse Haar (idp_prior_haar_at, the same operations):
+// in: the input row (w pixels of 4C bands), st: the sample's style (4C), sa: the row's sign
+IDP_PRIOR_CLONES void haar_row(const float* __restrict__ in, const float* __restrict__ st,
+                               int64_t w, int64_t C, float sa, float* __restrict__ out) {
+  for (int64_t j = 0; j < w; ++j) {
+    const float* p = in + j * 4 * C;
+    float* o0 = out + 2 * j * C;  // ox = 2j (sb = +1); ox = 2j + 1 (sb = -1) follows
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t hb = C + 3 * c;
+      const float ll = p[c] * st[c];
+      const float b0 = p[hb] * st[hb], b1 = p[hb + 1] * st[hb + 1], b2 = p[hb + 2] * st[hb + 2];
+      const float a = ll + sa * b0, b = b1 + sa * b2;
+      o0[c] = (a + b) * 0.5f;          // sb = +1: (a + 1 * b) == (a + b)
+      o0[C + c] = (a + -1.f * b) * 0.5f;
     }
   }
 }
@@ -47,19 +80,23 @@ void cpu_prior_dwconv3x3(const float* in, const float* wmod, const IdpPriorShape
 #pragma omp parallel for schedule(static) if (rows * row_len > 32768)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t n = r / s.h, y = r % s.h;
-    float* o = out + r * row_len;
-    std::fill(o, o + row_len, 0.f);
     const float* wn = wmod + n * 9 * s.c;
-    // taps in k = 3 dy + dx order: each element accumulates in the order of prior.h
-    for (int dy = 0; dy < 3; ++dy) {
-      const int64_t yy = y + dy - 1;
-      if (yy < 0 || yy >= s.h) continue;
-      const float* src = in + (n * s.h + yy) * row_len;
-      for (int dx = 0; dx < 3; ++dx) {
-        const float* wk = wn + (3 * dy + dx) * s.c;
-        const int64_t x0 = dx == 0 ? 1 : 0, x1 = dx == 2 ? s.w - 1 : s.w;  // valid xx = x + dx - 1
-        if (x1 > x0) tap_row(src + (x0 + dx - 1) * s.c, wk, o + x0 * s.c, x1 - x0, s.c);
+    for (int64_t x = 0; x < s.w; ++x) {
+      // the valid taps of this pixel, in k = 3 dy + dx order (the accumulation order of prior.h)
+      const float* src[9];
+      const float* wts[9];
+      int taps = 0;
+      for (int dy = 0; dy < 3; ++dy) {
+        const int64_t yy = y + dy - 1;
+        if (yy < 0 || yy >= s.h) continue;
+        for (int dx = 0; dx < 3; ++dx) {
+          const int64_t xx = x + dx - 1;
+          if (xx < 0 || xx >= s.w) continue;
+          src[taps] = in + ((n * s.h + yy) * s.w + xx) * s.c;
+          wts[taps++] = wn + (3 * dy + dx) * s.c;
+        }
       }
+      dw_pixel(src, wts, taps, s.c, out + (r * s.w + x) * s.c);
     }
   }
 }
@@ -69,9 +106,8 @@ void cpu_prior_haar(const float* in, const float* style, const IdpPriorShape& s,
 #pragma omp parallel for schedule(static) if (rows * out_w * s.c > 32768)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t n = r / out_h, oy = r % out_h;
-    float* o = out + r * out_w * s.c;
-    for (int64_t ox = 0; ox < out_w; ++ox)
-      for (int64_t c = 0; c < s.c; ++c) o[ox * s.c + c] = idp_prior_haar_at(in, style, s, n, oy, ox, c);
+    haar_row(in + (n * s.h + oy / 2) * s.w * 4 * s.c, style + n * 4 * s.c, s.w, s.c,
+             (oy & 1) ? -1.f : 1.f, out + r * out_w * s.c);
   }
 }
 
