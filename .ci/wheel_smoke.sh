@@ -3,7 +3,8 @@
 #   1. build the wheel with build isolation (pip fetches scikit-build-core and pybind11
 #      itself, as on a user's machine), CPU kernels only unless IDP_CUDA says otherwise
 #      (CUDA for five architectures takes many minutes on a small CI machine);
-#   2. check that the wheel carries the packaged models identitydp_fast/weights/{fast-128,prior-256}.safetensors;
+#   2. check that the wheel carries the packaged models identitydp_fast/weights/{fast-128,prior-256}.safetensors
+#      and the face detectors' weights identitydp_fast/weights/{centerface,retinaface}.safetensors;
 #   3. install torch, then the wheel with its dependencies, into a fresh venv in a temp dir;
 #   4. from a folder outside the repository, run `identitydp anonymize <repo>/examples --out
 #      <tmp>/out` and check that every example has an output image of the same size whose
@@ -29,7 +30,7 @@ fi
 WHEEL="$(ls "$WORK"/dist/identitydp_fast-*.whl)"
 say "built $(basename "$WHEEL") in $(( $(date +%s) - start )) s"
 
-for MODEL in fast-128 prior-256; do
+for MODEL in fast-128 prior-256 centerface retinaface; do
   if ! "$PY" -c "import sys, zipfile; sys.exit('identitydp_fast/weights/$MODEL.safetensors' not in zipfile.ZipFile(sys.argv[1]).namelist())" "$WHEEL"; then
     fail "$(basename "$WHEEL") lacks identitydp_fast/weights/$MODEL.safetensors, a packaged model \
 (\`Anonymizer(model='$MODEL')\`): commit it under identitydp_fast/weights/ (the wheel packs the \

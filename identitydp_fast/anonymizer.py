@@ -23,7 +23,8 @@ release its own key (the video pipeline derives one per track).
 
 Threads: one Anonymizer may be used from many threads at once (tests/test_anonymizer.py):
 the networks run under inference mode and keep no per-call state, pipeline/detect.py keeps
-one dlib HOG detector per thread, CUDA-graph replays are serialised. Geometry (warps, chips,
+one dlib HOG detector per thread (the CNN detectors are read-only), CUDA-graph replays are
+serialised. Geometry (warps, chips,
 paste-back) runs on the CPU, the networks and the noise on ``device``.
 """
 from __future__ import annotations
@@ -67,12 +68,15 @@ class Anonymizer:
         device: where the networks and the noise run ('cpu', 'cuda', 'cuda:1', ...).
         backend: 'auto' (cuda > triton > reference on a GPU, cpu > reference on the CPU),
             'reference', 'cpu', 'cuda' or 'triton': the generator's, encoder's and noise's.
-        detector: 'hog' (dlib's HOG + SVM, fast on CPU) or 'mmod' (dlib's CNN, profiles).
-        upsample: how often the detector doubles the image first (0..4; faces down to
-            ~80 / 2^upsample pixels, ~4x time per step).
-        min_score: detections scoring below it are dropped (caller faces are kept); the
-            default 0.0 keeps every detection: a missed face is a privacy failure, a false
-            one only alters a patch (measured margins: pipeline/detect.py ``find_faces``).
+        detector: one of pipeline.detect.DETECTORS: 'centerface' (the default, measured
+            best: bench/DETECTORS.md), 'retinaface', 'hog' (dlib's HOG + SVM) or 'mmod'
+            (dlib's CNN, slow on the CPU).
+        upsample: dlib: how often the detector doubles the image first (0..4; faces down to
+            ~80 / 2^upsample pixels, ~4x time per step); CNN: 0 half size, 1 the image as
+            it is, 2..4 extra tiled passes at 2x..8x for small faces.
+        min_score: detections scoring below it are dropped (caller faces are kept). None:
+            the detector's default (pipeline.detect.DEFAULT_MIN_SCORE: a CNN probability
+            chosen on the dev set's precision-recall curve; HOG 0.0 keeps every detection).
         min_size: detections whose box side is below it (pixels) are dropped (0: keep all).
         dtype: torch.float32, or float16 / bfloat16 for the identity encoder and the
             generator (backend 'triton'); the noise and released vectors stay float32.
@@ -84,8 +88,8 @@ class Anonymizer:
     """
 
     def __init__(self, model=None, epsilon: float = DEFAULT_EPSILON, device="cpu",
-                 backend: str = "auto", detector: str = "hog", upsample: int = 1,
-                 min_score: float = 0.0, min_size: int = 0, dtype: torch.dtype = torch.float32,
+                 backend: str = "auto", detector: str = detect.DEFAULT_DETECTOR, upsample: int = 1,
+                 min_score: float | None = None, min_size: int = 0, dtype: torch.dtype = torch.float32,
                  cuda_graph_batches: Sequence[int] = (), typical_identity: bool = True):
         self.epsilon = check_epsilon(epsilon)
         self.min_score = detect.check_options(detector, upsample, min_size, min_score)

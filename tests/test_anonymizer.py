@@ -3,7 +3,8 @@
 No trained weights are needed: a random-init fast-128 AEI-Net with DP statistics set from
 random descriptors is saved to a temporary file and used as the model. Images: the
 public-domain examples/astronaut.png (two HOG detections: her face at score 1.16 and her
-mission patch at 0.12), synthetic images, and LFW when ../shared/data is present.
+mission patch at 0.12; most tests pin detector="hog" for those two faces; the default CNN
+detector finds her face only), synthetic images, and LFW when ../shared/data is present.
 """
 from __future__ import annotations
 
@@ -62,12 +63,12 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def anon(model_path):
-    return Anonymizer(model_path)
+    return Anonymizer(model_path, detector="hog")
 
 
 @pytest.fixture(scope="module")
 def anon_ref(model_path):
-    return Anonymizer(model_path, backend="reference")
+    return Anonymizer(model_path, backend="reference", detector="hog")
 
 
 @pytest.fixture(scope="module")
@@ -249,12 +250,25 @@ def test_astronaut_end_to_end(anon, astro_faces):
 def test_min_score_drops_the_mission_patch(anon, astro_faces):
     scores = sorted(f.score for f in astro_faces)
     assert scores[0] < 0.3 < scores[1]            # the patch, then her face
-    strict = Anonymizer(model=anon.model, min_score=0.3)
+    strict = Anonymizer(model=anon.model, detector="hog", min_score=0.3)
     faces = strict.detect(ASTRO)
     assert [f.score for f in faces] == [scores[1]]
     out, results = strict.anonymize(ASTRO, key=K1)
     assert len(results) == 1
     assert_only_faces_changed(ASTRO, out, faces, strict)
+
+
+def test_default_detector_skips_the_mission_patch(anon):
+    from identitydp_fast.pipeline import detect
+
+    default = Anonymizer(model=anon.model)
+    assert default.detector == detect.DEFAULT_DETECTOR
+    assert default.min_score == detect.DEFAULT_MIN_SCORE[detect.DEFAULT_DETECTOR]
+    faces = default.detect(ASTRO)
+    assert len(faces) == 1 and faces[0].score >= default.min_score
+    out, results = default.anonymize(ASTRO, key=K1)
+    assert len(results) == 1
+    assert_only_faces_changed(ASTRO, out, faces, default)
 
 
 def test_keys_reproducible_and_fresh(anon, small_faces):

@@ -31,9 +31,10 @@ def _key(faces):
     return [(f.box, f.landmarks.round(6).tolist()) for f in faces]
 
 
-def test_concurrent_detection_matches_sequential():
+@pytest.mark.parametrize("detector", ["hog", "centerface"])
+def test_concurrent_detection_matches_sequential(detector):
     images = _images()
-    expected = [_key(detect_faces(im)) for im in images]
+    expected = [_key(detect_faces(im, detector)) for im in images]
     assert expected[0] != expected[1] != expected[2]      # the images differ in their faces
     problems: list[tuple[int, int, int]] = []
     lock = threading.Lock()
@@ -43,7 +44,7 @@ def test_concurrent_detection_matches_sequential():
         start.wait()                                       # all threads detect at once
         for i in range(4):
             k = (t + i) % len(images)
-            got = _key(detect_faces(images[k]))
+            got = _key(detect_faces(images[k], detector))
             if got != expected[k]:
                 with lock:
                     problems.append((t, i, k))

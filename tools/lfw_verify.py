@@ -98,7 +98,7 @@ def main(argv=None) -> int:
         chip = dlib.get_face_chip(img, predictor(img, rect), size=150, padding=0.25)
         theirs[path] = np.array(facerec.compute_face_descriptor(chip))
         t1 = time.perf_counter()
-        faces = detect_faces(img)
+        faces = detect_faces(img, "hog")         # the same dlib detector as theirs
         face = nearest_centre(faces, h, w)
         m = dlib_chip_transform(face.landmarks[None], size=150, padding=0.25)
         chips = warp_affine(torch.from_numpy(img)[None].to(args.device), m.to(args.device), 150, 150,

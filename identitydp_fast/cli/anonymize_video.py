@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     kw = {} if args.epsilon is None else {"epsilon": args.epsilon}
     try:
         anon = Anonymizer(model=args.model, device=args.device, backend=args.backend,
-                          min_score=args.min_score, upsample=args.upsample, **kw)
+                          min_score=args.min_score, upsample=args.upsample,
+                          detector=args.detector, **kw)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
         return _error(exc, 2)
     done = [0]

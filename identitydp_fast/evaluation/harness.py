@@ -10,7 +10,8 @@
    so rank-1 asks "which of the n_people is this?" from the person's other photos
    (chance = 1 / n_people).
 3. Probes: ``n_probe_per_person`` images per person; the face is found with
-   ``detect_faces`` on the original (the detection nearest the image centre).
+   ``detect_faces(img, "hog")`` on the original (the detection nearest the image centre;
+   dlib's detector, as the protocol says, whatever the product's default).
 4. For every method: anonymise each probe twice (two keys: the second only for
    diversity), then measure on (a) the output ("clean") and (b) the output after a "real
    pipeline" (JPEG quality 75 with Pillow, then Gaussian blur radius 0.5, "jpeg75+blur"):
@@ -277,7 +278,7 @@ def evaluate(anonymizers: dict[str, Anonymizer] | None = None,
     kept = []
     for p in probes:
         img = gal_images[p["gallery_index"]]
-        face = nearest_centre(detect_faces(img), img.shape)
+        face = nearest_centre(detect_faces(img, "hog"), img.shape)
         if face is None:
             log(f"  no face detected in {p['path']}: probe skipped")
             continue
@@ -328,7 +329,7 @@ def evaluate(anonymizers: dict[str, Anonymizer] | None = None,
             ver = M.pair_distance(d1, orig_desc)
             det, shift, ps = [], [], []
             for i, p in enumerate(probes):
-                faces = detect_faces(a1[i])
+                faces = detect_faces(a1[i], "hog")
                 j, iou = M.best_match(p["face"].box, [f.box for f in faces])
                 ok = iou > M.IOU_THRESHOLD
                 det.append(ok)

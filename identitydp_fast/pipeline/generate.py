@@ -32,9 +32,12 @@ WEIGHTS_ENV = "IDP_WEIGHTS"
 
 def packaged_models() -> dict[str, Path]:
     """name -> weights file of the models shipped in identitydp_fast/weights/ (e.g.
-    'fast-128', 'prior-256'; the face prior alone is not a model)."""
+    'fast-128', 'prior-256'; the face prior alone and the face detectors are not models)."""
+    from ..models.detector_weights import NAMES as DETECTORS
+
     folder = DEFAULT_MODEL_PATH.parent
-    return {p.stem: p for p in sorted(folder.glob("*.safetensors")) if p.stem != "mobile-stylegan"}
+    return {p.stem: p for p in sorted(folder.glob("*.safetensors"))
+            if p.stem != "mobile-stylegan" and p.stem not in DETECTORS}
 
 
 def resolve_model_path(model) -> Path:
