@@ -306,3 +306,46 @@ def test_container_and_stream_metadata_are_not_copied(clips, anonymizer, tmp_pat
     for secret in ("52.5200", "Jane", "birthday", "at home"):
         assert secret not in after, after
     assert probe_video(out).audio_codecs == ("aac",)
+
+
+class Blinking(Spy):
+    """A detector that misses every face in the frames ``missed`` (0-based)."""
+
+    def __init__(self, anon, missed):
+        super().__init__(anon)
+        self.missed, self.frame = set(missed), -1
+
+    def detect(self, frame):
+        self.frame += 1
+        return [] if self.frame in self.missed else self.anon.detect(frame)
+
+
+@pytest.mark.parametrize("fill_frames", [5, 0])
+def test_missed_frames_inside_a_track_are_filled_from_the_prediction(clips, anonymizer, tmp_path,
+                                                                     fill_frames):
+    """Frames 4 and 5 without a detection: with fill_frames the face is still replaced there
+    (drawn at the tracker's prediction with the track's release: no new release) and the
+    report counts 2 filled frames and no gap; with fill_frames=0 those frames keep the
+    original face and count as gaps."""
+    spy = Blinking(anonymizer, missed={4, 5})
+    out = tmp_path / f"out{fill_frames}.mp4"
+    rep = anonymize_video(clips["face"], out, spy, key=KEY, fill_frames=fill_frames)
+    main = max(rep.tracks, key=lambda t: t.frames)
+    assert main.frames == 10 and main.releases == 1 and len(spy.releases) == len(rep.tracks)
+    src, dst = frames_of(clips["face"]), frames_of(out)
+    truth = anonymizer.detect(src[4])[0]
+    l, t, r, b = truth.box
+    diffs = [np.abs(src[i].astype(int) - dst[i].astype(int)).mean(axis=2)[t:b + 1, l:r + 1].mean()
+             for i in (4, 5)]
+    if fill_frames:
+        assert (main.filled, main.gaps) == (2, 0), (main.filled, main.gaps)
+        assert min(diffs) > 10                        # replaced in the missed frames too
+        assert rep.to_dict()["tracks"][0]["filled"] == 2
+    else:
+        assert (main.filled, main.gaps) == (0, 2)
+        assert max(diffs) < 4                         # the original face shows: a gap
+
+
+def test_bad_fill_frames_raises(clips, anonymizer, tmp_path):
+    with pytest.raises(ValueError, match="fill_frames"):
+        anonymize_video(clips["face"], tmp_path / "x.mp4", anonymizer, fill_frames=-1)

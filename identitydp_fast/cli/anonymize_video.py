@@ -120,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
               "reproduces this run")
     for t in report.tracks:
         print(f"  track {t.track_id}: frames {t.birth_frame}-{t.last_frame}, detected in {t.frames}, "
-              f"1 release, epsilon {t.epsilon:g}" + (f", {t.gaps} frame(s) without detection"
-                                                     if t.gaps else ""))
+              f"1 release, epsilon {t.epsilon:g}"
+              + (f", {t.filled} missed frame(s) filled from the track's prediction" if t.filled else "")
+              + (f", {t.gaps} frame(s) without detection (not replaced)" if t.gaps else ""))
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if args.report:

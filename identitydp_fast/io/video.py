@@ -39,8 +39,15 @@ Guarantees of the file handling:
 * unreadable, corrupt, still-image or audio-only inputs raise :class:`VideoError` with a
   one-line message naming the file and the problem.
 
-Known limit: a face the detector misses in a frame is not replaced in that frame; the
-report counts such gaps per track (frames between its first and last detection).
+Missed frames inside a track: a face the detector misses for up to ``fill_frames``
+consecutive frames (default 5) while its track lives is drawn at the tracker's
+constant-velocity prediction of its box and landmarks, with the track's released vector
+(post-processing: no extra epsilon), so a brief miss (motion blur, a turned head) does not
+show the original face. The video is processed in one pass, so this is a prediction
+from the frames before, not an interpolation with the frames after. The report counts
+filled frames per track (``filled``) and the gaps that remain (``gaps``: frames between the
+first and last detection neither detected nor filled); a face missed for longer, or never
+detected, is not replaced.
 """
 from __future__ import annotations
 
@@ -168,6 +175,7 @@ class TrackRecord:
     birth_frame: int
     last_frame: int
     frames: int = 0          # frames in which the face was detected and rendered
+    filled_frames: list = dataclasses.field(default_factory=list)  # missed, drawn at the prediction
     releases: int = 1        # always 1: rendering reuses the release
     epsilon: float = float("nan")
     effective_epsilon: float = float("nan")
@@ -175,9 +183,15 @@ class TrackRecord:
     key_supplied: bool = False
 
     @property
+    def filled(self) -> int:
+        """Frames in which the face was missed and drawn at the tracker's prediction."""
+        return len(self.filled_frames)
+
+    @property
     def gaps(self) -> int:
-        """Frames between the first and the last detection without a detection."""
-        return self.last_frame - self.birth_frame + 1 - self.frames
+        """Frames between the first and the last detection neither detected nor filled."""
+        inside = sum(1 for f in self.filled_frames if f <= self.last_frame)
+        return self.last_frame - self.birth_frame + 1 - self.frames - inside
 
 
 @dataclasses.dataclass
@@ -219,6 +233,7 @@ class VideoReport:
         d["releases"] = self.releases
         for rec, t in zip(d["tracks"], self.tracks):
             rec["gaps"] = t.gaps
+            rec["filled"] = t.filled
         d["privacy"] = {
             "releases": self.releases,
             "releases_per_track": 1,
@@ -278,6 +293,27 @@ def _mux_audio(video_tmp: str, src: str, out_tmp: str, audio_encoder: str) -> li
     return [f"re-encoded with {audio_encoder} (the container refused a copy)"]
 
 
+def _predicted_faces(tracker: FaceTracker, update, frame: int, fill_frames: int, w: int,
+                     h: int) -> list:
+    """(track id, FaceRecord at the prediction) for the live tracks missed in this frame for
+    at most ``fill_frames`` frames whose predicted box still overlaps the picture."""
+    from ..pipeline.detect import FaceRecord
+
+    out = []
+    seen = set(update.assignment)
+    for tid, tr in sorted(tracker.live.items()):
+        if tid in seen or not 1 <= tr.missed <= fill_frames:
+            continue
+        box, lm = tr.predicted(frame)
+        if box[2] < 0 or box[3] < 0 or box[0] > w - 1 or box[1] > h - 1:
+            continue  # moved out of the picture
+        clipped = (min(max(box[0], 0), w - 1), min(max(box[1], 0), h - 1),
+                   min(max(box[2], 0), w - 1), min(max(box[3], 0), h - 1))
+        out.append((tid, FaceRecord(box=tuple(int(round(v)) for v in clipped), landmarks=lm,
+                                    score=float("nan"))))
+    return out
+
+
 def _detect(anonymizer, frame: np.ndarray) -> list:
     """The anonymizer's own detector and settings, so video and photos find the same faces."""
     return anonymizer.detect(frame)
@@ -286,7 +322,7 @@ def _detect(anonymizer, frame: np.ndarray) -> list:
 def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, anonymizer, key=None,
                     overwrite: bool = False, max_age_seconds: float = 1.0,
                     progress: Callable[[int], None] | None = None,
-                    salt: bytes | str | None = None) -> VideoReport:
+                    salt: bytes | str | None = None, fill_frames: int = 5) -> VideoReport:
     """Anonymise every frame of ``src`` into ``dst`` (container chosen by dst's extension:
     see CONTAINERS); returns the report. ``anonymizer``: an identitydp_fast.Anonymizer
     (its epsilon, backend, device, detector). ``key``: None (fresh CSPRNG keys) or 32
@@ -294,6 +330,8 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, anonymizer, 
     key, the run's 16-byte salt (32 hex characters) to reproduce; None draws a fresh one
     (the report's key_salt).
     ``max_age_seconds``: how long a lost face keeps its track (and its release).
+    ``fill_frames``: a track's face missed for at most this many consecutive frames is
+    drawn at the tracker's prediction (0: never).
     ``progress(frames_done)`` is called after each frame."""
     try:
         import imageio.v2 as iio
@@ -301,6 +339,8 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, anonymizer, 
         raise VideoError("video needs the imageio package: pip install \"identitydp-fast[video]\"") from None
     src, dst = os.fspath(src), os.fspath(dst)
     ext, folder = _check_paths(src, dst, overwrite)
+    if isinstance(fill_frames, bool) or not isinstance(fill_frames, int) or fill_frames < 0:
+        raise ValueError(f"fill_frames must be an integer >= 0, got {fill_frames!r}")
     master_key = None if key is None else _keys.check_key(key)
     if master_key is None and salt is not None:
         raise ValueError("salt needs a key (without a key every track draws a fresh key)")
@@ -365,9 +405,14 @@ def anonymize_video(src: str | os.PathLike, dst: str | os.PathLike, anonymizer, 
                 released[tid] = anonymizer.release_identities(frame, [faces[j]], key=k)[:1]
                 records[tid] = TrackRecord(tid, n, n, key_supplied=master_key is not None)
             out = frame
-            if faces:
-                vectors = _concat([released[tid] for tid in update.assignment])
-                out, results = anonymizer.render(frame, faces, vectors)
+            filled = _predicted_faces(tracker, update, n, fill_frames, w, h)
+            if faces or filled:
+                drawn = list(faces) + [f for _, f in filled]
+                ids = list(update.assignment) + [tid for tid, _ in filled]
+                vectors = _concat([released[tid] for tid in ids])
+                out, results = anonymizer.render(frame, drawn, vectors)
+                for tid, _ in filled:
+                    records[tid].filled_frames.append(n)
                 for tid, res in zip(update.assignment, results):
                     rec = records[tid]
                     rec.frames += 1
