@@ -10,6 +10,9 @@ Subcommands (this release):
   identitydp anonymize replace the faces in image files and folders (anonymize.py)
   identitydp anonymize-video  replace the faces in a video, one release per face track
                        (anonymize_video.py)
+  identitydp anonymize-dataset  anonymise a whole data set (folder, list file, s3://
+                       prefix) on Ray workers (anonymize_dataset.py; the run:
+                       io/dataset.py, imported only when it runs: ray is an extra)
   identitydp evaluate  the held-out privacy/utility evaluation (evaluate.py: the options;
                        the run is identitydp_fast/evaluation, imported only when it runs)
 
@@ -23,14 +26,15 @@ import argparse
 import sys
 
 from .. import __version__
-from . import anonymize, anonymize_video, backends, bench, evaluate, identity, noise
+from . import anonymize, anonymize_dataset, anonymize_video, backends, bench, evaluate, identity, noise
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="identitydp", description="epsilon-IdentityDP face anonymisation engine")
     parser.add_argument("--version", action="version", version=f"identitydp-fast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (noise, identity, bench, anonymize, anonymize_video, evaluate, backends):
+    for command in (noise, identity, bench, anonymize, anonymize_video, anonymize_dataset, evaluate,
+                    backends):
         command.add_parser(sub)
     return parser
 

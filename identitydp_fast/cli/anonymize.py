@@ -128,11 +128,21 @@ def _check_writable(out_dir: str, report: str | None) -> None:
         probe(parent, f"--report {report}")
 
 
+def anonymizer_kwargs(args) -> dict:
+    """The Anonymizer's keyword arguments from the shared options (options.py), less the
+    model and epsilon; anonymize-dataset builds its workers' Anonymizer from the same
+    dict, so both commands run one configuration."""
+    kw = {"device": args.device, "backend": args.backend, "min_score": args.min_score,
+          "upsample": args.upsample}
+    if getattr(args, "detector", None) is not None:
+        kw["detector"] = args.detector
+    return kw
+
+
 def _make_anonymizer(args):
     from ..anonymizer import Anonymizer
 
-    kw = {"model": args.model, "device": args.device, "backend": args.backend,
-          "min_score": args.min_score, "upsample": args.upsample}
+    kw = {"model": args.model, **anonymizer_kwargs(args)}
     if args.epsilon is not None:
         kw["epsilon"] = args.epsilon
     try:
@@ -197,10 +207,12 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
               "this run")
     no_face = sum(r.status == "no_face" for r in records)
     if no_face and args.upsample < 4:
-        # dlib's HOG finds faces down to ~80 / 2^upsample px: the usual cause of no_face
-        print(f"hint: {no_face} image(s) had no face found; faces smaller than about "
-              f"{80 >> args.upsample} px need --upsample {args.upsample + 1} or more (each step "
-              f"~4x slower)")
+        if args.detector in ("hog", "mmod"):  # dlib finds faces down to ~80 / 2^upsample px
+            smallest = f"about {80 >> args.upsample} px"
+        else:  # the CNNs: recall falls below ~32 px at 1x (bench/DETECTORS.md)
+            smallest = "about 32 px (16-32 px faces: ~65% found at 1x)"
+        print(f"hint: {no_face} image(s) had no face found; faces smaller than {smallest} need "
+              f"--upsample {args.upsample + 1} or more (each step ~4x slower)")
     if args.report:
         report = files.report(records, epsilon=epsilon, key_supplied=master is not None,
                                     out_dir=args.out, ignored=ignored, salt=salt,

@@ -5,7 +5,7 @@ identity descriptors of the 150x150 chips (IdentityEncoder) -> epsilon-IdentityD
 them -> attribute encoder + bottleneck + AAD generator on the crops (prior-256: attribute
 encoder + identity mapper + the face prior's 256 render). Every backend runs
 the same weights (an untrained model of the chosen config with seeded weights: the
-cost does not depend on training) and the same noise key. Backends:
+cost does not depend on training); every call draws a fresh noise key. Backends:
 
 * ``reference``: the plain-PyTorch reference model, eager (the baseline of the ratios);
 * ``compile``: the reference model under ``torch.compile`` (default mode);
@@ -117,7 +117,7 @@ def _pipeline(spec: str, config: str, device: torch.device, example):
     @torch.inference_mode()
     def run(chips: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
         desc = encoder(chips)
-        released = dp(desc, key=bytes(32)).vectors
+        released = dp(desc).vectors  # a fresh CSPRNG key per call, as in production
         return net(crops, released)
 
     return run

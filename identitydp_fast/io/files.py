@@ -24,6 +24,11 @@ Mapping: a file argument goes to ``DIR/<its name>``; a folder argument's images 
 hidden files and folders (name starting with '.') are left out; symbolic links to
 folders are not followed. Explicit file arguments are always attempted.
 
+Per-file work: ``anonymize_bytes`` (decode_input, then anonymize_decoded: bytes in, the
+output's bytes and the report fields out, nothing read or written) is what ``run`` does
+for each file and what the dataset runner (io/dataset.py) does on its Ray workers, so
+both give the same output for the same bytes, rel, key and salt.
+
 Keys: with a master key, each file gets its own 256-bit key
 ``privacy.keys.derive_key(master, salt, SHA-256 of the input's bytes, rel)``, where salt
 is the run's (random unless given; the report records it) and rel the output path
@@ -49,7 +54,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..privacy import keys as _keys
-from .image_codec import MAX_PIXELS, ImageFileError, decode_bytes, encode
+from .image_codec import MAX_PIXELS, DecodedImage, ImageFileError, decode_bytes, encode
 
 STATUSES = ("ok", "no_face", "skipped", "failed")
 
@@ -348,12 +353,10 @@ def run(jobs: Iterable[Job], anonymize: AnonymizeFn, *, overwrite: bool = False,
         t0 = time.perf_counter()
         try:
             data = read_input(job.input)
-            digest = hashlib.sha256(data).digest()  # the bytes that are decoded are the bytes keyed
-            return (decode_bytes(data, max_pixels, metadata), digest), None, time.perf_counter() - t0
-        except ImageFileError as exc:
-            return None, str(exc), time.perf_counter() - t0
         except OSError as exc:  # unreadable: permissions, vanished, a folder...
-            return None, f"cannot read the file: {exc.strerror or _one_line(exc)}", time.perf_counter() - t0
+            return Decoded(None, b"", f"cannot read the file: {exc.strerror or _one_line(exc)}"), \
+                time.perf_counter() - t0
+        return decode_input(data, max_pixels, metadata), time.perf_counter() - t0
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="identitydp-decode")
     pending: collections.deque = collections.deque()
@@ -385,6 +388,81 @@ def read_input(path) -> bytes:
         return fh.read()
 
 
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    """An input's bytes decoded for anonymisation (first half of anonymize_bytes).
+
+    image: the decoded photo, or None when it cannot be anonymised (see error);
+    digest: SHA-256 of the bytes that were decoded (b'' when decoding failed: the report
+    then shows no digest, as for a file never read); error: one line, or None.
+    """
+
+    image: DecodedImage | None
+    digest: bytes
+    error: str | None = None
+
+
+def decode_input(data: bytes, max_pixels: int = MAX_PIXELS, metadata: str = "safe") -> Decoded:
+    """Decode one input's bytes; never raises for a bad file (ImageFileError -> error)."""
+    digest = hashlib.sha256(data).digest()  # the bytes that are decoded are the bytes keyed
+    try:
+        return Decoded(decode_bytes(data, max_pixels, metadata), digest)
+    except ImageFileError as exc:
+        return Decoded(None, b"", str(exc))
+
+
+def anonymize_decoded(decoded: Decoded, rel: str, anonymize: AnonymizeFn,
+                      master_key: bytes | None = None,
+                      salt: bytes | None = None) -> tuple[bytes | None, dict]:
+    """(output file's bytes or None, report fields) for one decoded input (second half
+    of anonymize_bytes). The fields are FileRecord's status ('ok', 'no_face' or
+    'failed'), faces, error, notes and sha256; bytes are None exactly when status is
+    'failed'. Never raises for a bad file or an anonymiser error (one line in error)."""
+    fields: dict = {"status": "failed", "faces": [], "error": decoded.error, "notes": [],
+                    "sha256": ""}
+    if decoded.image is None:
+        return None, fields
+    image = decoded.image
+    fields["notes"], fields["sha256"] = list(image.notes), decoded.digest.hex()
+    key = (None if master_key is None
+           else _keys.derive_key(master_key, salt, decoded.digest, rel))
+    try:
+        out_rgb, results = anonymize(image.rgb, key)
+        results = list(results)
+    except Exception as exc:  # noqa: BLE001 - one file's failure must not end the batch
+        fields["error"] = f"anonymisation failed ({type(exc).__name__}: {_one_line(exc)})"
+        return None, fields
+    if not results:
+        out_rgb = image.rgb  # no face: the pixels pass through unchanged
+    try:
+        data = encode(image, np.asarray(out_rgb))
+    except (ImageFileError, ValueError) as exc:
+        fields["error"] = str(exc)
+        return None, fields
+    fields.update(status="ok" if results else "no_face", faces=[face_dict(r) for r in results])
+    return data, fields
+
+
+def anonymize_bytes(data: bytes, rel: str, anonymize: AnonymizeFn,
+                    master_key: bytes | None = None, salt: bytes | None = None,
+                    max_pixels: int = MAX_PIXELS,
+                    metadata: str = "safe") -> tuple[bytes | None, dict]:
+    """The per-file work of every batch runner: one input's bytes -> (the output file's
+    bytes or None, report fields; see anonymize_decoded).
+
+    ``identitydp anonymize`` (``run``: decode in a read-ahead thread, then the rest) and
+    the dataset runner (io/dataset.py) both run exactly decode_input then
+    anonymize_decoded, so the same bytes, rel, key, salt and anonymiser give the same
+    output bytes in both. rel: the output path relative to the output root ('/'
+    separators): with master_key and salt the file's key is
+    ``privacy.keys.derive_key(master_key, salt, SHA-256(data), rel)``, else the
+    anonymiser draws a fresh key. No-face images keep their pixels (re-encoded in their
+    own format and metadata policy). Nothing is read or written here.
+    """
+    return anonymize_decoded(decode_input(data, max_pixels, metadata), rel, anonymize,
+                             master_key, salt)
+
+
 def _process(job: Job, fut, anonymize: AnonymizeFn, master_key: bytes | None,
              salt: bytes | None) -> FileRecord:
     rec = FileRecord(str(job.input), str(job.output), "failed")
@@ -395,37 +473,17 @@ def _process(job: Job, fut, anonymize: AnonymizeFn, master_key: bytes | None,
     if fut is None:
         rec.status = "skipped"
         return rec
-    decoded, error, t_decode = fut.result()
+    decoded, t_decode = fut.result()
     try:
-        if decoded is None:
-            rec.error = error
-            return rec
-        decoded, digest = decoded
-        rec.notes = list(decoded.notes)
-        rec.sha256 = digest.hex()
-        key = (None if master_key is None
-               else _keys.derive_key(master_key, salt, digest, job.rel))
-        try:
-            out_rgb, results = anonymize(decoded.rgb, key)
-        except Exception as exc:  # noqa: BLE001 - one file's failure must not end the batch
-            rec.error = f"anonymisation failed ({type(exc).__name__}: {_one_line(exc)})"
-            return rec
-        results = list(results)
-        if not results:
-            out_rgb = decoded.rgb  # no face: the pixels pass through unchanged
-        try:
-            data = encode(decoded, np.asarray(out_rgb))
-        except (ImageFileError, ValueError) as exc:
-            rec.error = str(exc)
-            return rec
-        try:
-            write_atomic(job.output, data, never_over=job.input)
-        except (OSError, ValueError) as exc:
-            msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else _one_line(exc)
-            rec.error = f"cannot write {job.output}: {msg}"
-            return rec
-        rec.faces = [face_dict(r) for r in results]
-        rec.status = "ok" if results else "no_face"
+        data, fields = anonymize_decoded(decoded, job.rel, anonymize, master_key, salt)
+        if data is not None:
+            try:
+                write_atomic(job.output, data, never_over=job.input)
+            except (OSError, ValueError) as exc:
+                msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else _one_line(exc)
+                fields.update(status="failed", faces=[], error=f"cannot write {job.output}: {msg}")
+        for name, value in fields.items():
+            setattr(rec, name, value)
         return rec
     finally:
         rec.seconds = round(t_decode + time.perf_counter() - t0, 4)
@@ -442,7 +500,11 @@ def totals(records: Sequence[FileRecord]) -> dict:
 
 def summary_line(records: Sequence[FileRecord], out_dir) -> str:
     """One line: what was done, how many failed, where the outputs are."""
-    t = totals(records)
+    return totals_line(totals(records), out_dir)
+
+
+def totals_line(t: dict, out_dir) -> str:
+    """summary_line from ``totals``' dict (runs that keep counts, not records)."""
     parts = [f"anonymised {t['ok']} image(s) ({t['faces']} face(s))",
              f"{t['no_face']} without a face (passed through)",
              f"{t['skipped']} skipped (output exists; --overwrite redoes them)",
