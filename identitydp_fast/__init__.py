@@ -15,13 +15,23 @@ them; ``models/``, ``reference/``, ``ops/`` and ``engine/`` the networks below.
 """
 from __future__ import annotations
 
-from .privacy import keys as _keys
-from ._backends import backends
-from .anonymizer import Anonymizer, FaceResult
-from .pipeline.detect import FaceRecord, detect_faces
-from .privacy.identity_dp import IdentityDP, IdentityDPResult
-from .pipeline.identity import IdentityEncoder
-from .privacy.accounting import LaplaceParams, laplace_params
+import os as _os
+
+# OpenMP threads that wait at a barrier sleep instead of spinning, unless the user chose:
+# on a loaded machine a spinning thread holds a core the other thread needs, and the
+# generator's latency doubled with one other busy process (bench/contention.py: 328 ->
+# 193 ms median, idle cost within noise). libgomp reads this once, when torch loads, so it
+# applies only when identitydp_fast is imported before torch (always for the CLI);
+# otherwise set OMP_WAIT_POLICY=PASSIVE in the environment yourself (README, Performance).
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .privacy import keys as _keys  # noqa: E402
+from ._backends import backends  # noqa: E402
+from .anonymizer import Anonymizer, FaceResult  # noqa: E402
+from .pipeline.detect import FaceRecord, detect_faces  # noqa: E402
+from .privacy.identity_dp import IdentityDP, IdentityDPResult  # noqa: E402
+from .pipeline.identity import IdentityEncoder  # noqa: E402
+from .privacy.accounting import LaplaceParams, laplace_params  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["backends", "keystream", "IdentityDP", "IdentityDPResult", "LaplaceParams",
