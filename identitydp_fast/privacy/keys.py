@@ -33,22 +33,28 @@ def fresh_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
 
 
+def _fixed_bytes(value, size: int, name: str, what: str) -> bytes:
+    """``size`` bytes from bytes or a 2 * size-character hex string; raises naming the problem."""
+    if isinstance(value, str):
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            raise ValueError(f"{name}: a string {what} must be {2 * size} hex characters, "
+                             f"got {value!r}") from None
+        if len(raw) != size:
+            raise ValueError(f"{name} must be {2 * size} hex characters ({size} bytes), "
+                             f"got {len(value)} characters")
+        value = raw
+    if not isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"{name} must be bytes ({size}) or a hex string, got {type(value).__name__}")
+    if len(value) != size:
+        raise ValueError(f"{name} must be {size} bytes, got {len(value)}")
+    return bytes(value)
+
+
 def check_key(key: bytes | bytearray | str, name: str = "key") -> bytes:
     """A 32-byte key from bytes or a 64-character hex string; raises naming the problem."""
-    if isinstance(key, str):
-        try:
-            raw = bytes.fromhex(key)
-        except ValueError:
-            raise ValueError(f"{name}: a string key must be 64 hex characters, got {key!r}") from None
-        if len(raw) != KEY_BYTES:
-            raise ValueError(f"{name} must be {2 * KEY_BYTES} hex characters ({KEY_BYTES} bytes), "
-                             f"got {len(key)} characters")
-        key = raw
-    if not isinstance(key, (bytes, bytearray)):
-        raise TypeError(f"{name} must be bytes (32) or a hex string, got {type(key).__name__}")
-    if len(key) != KEY_BYTES:
-        raise ValueError(f"{name} must be {KEY_BYTES} bytes, got {len(key)}")
-    return bytes(key)
+    return _fixed_bytes(key, KEY_BYTES, name, "key")
 
 
 def fresh_salt() -> bytes:
@@ -58,18 +64,7 @@ def fresh_salt() -> bytes:
 
 def check_salt(salt: bytes | bytearray | str, name: str = "salt") -> bytes:
     """A 16-byte salt from bytes or a 32-character hex string; raises naming the problem."""
-    if isinstance(salt, str):
-        try:
-            raw = bytes.fromhex(salt)
-        except ValueError:
-            raise ValueError(f"{name}: must be {2 * SALT_BYTES} hex characters, got {salt!r}") from None
-        if len(raw) != SALT_BYTES:
-            raise ValueError(f"{name} must be {2 * SALT_BYTES} hex characters ({SALT_BYTES} bytes), "
-                             f"got {len(salt)} characters")
-        salt = raw
-    if not isinstance(salt, (bytes, bytearray)) or len(salt) != SALT_BYTES:
-        raise ValueError(f"{name} must be {SALT_BYTES} bytes or {2 * SALT_BYTES} hex characters")
-    return bytes(salt)
+    return _fixed_bytes(salt, SALT_BYTES, name, "salt")
 
 
 def file_sha256(path: str | os.PathLike) -> bytes:
