@@ -5,9 +5,10 @@ other process spinning on a core, per thread setting.
     .venv/bin/python bench/contention.py [--repeats 30] [--settings default,passive,1thread]
 
 Settings (each in a fresh process: libgomp reads its environment once, at load):
-  default   torch's default threads (one per core) and libgomp's default wait policy
-            (threads spin for a while at every barrier before sleeping)
+  active    OMP_WAIT_POLICY=ACTIVE: waiting threads spin (libgomp's default when nothing
+            is set spins ~300,000 times before sleeping)
   passive   OMP_WAIT_POLICY=PASSIVE: waiting threads sleep at once (no spinning)
+  spin10k   GOMP_SPINCOUNT=10000: spin briefly (~10 us), then sleep
   1thread   torch.set_num_threads(1) (IDP_THREADS=1): no barrier to wait at
 
 Why it matters: with 2 threads on 2 cores and a third busy process, every OpenMP parallel
@@ -47,8 +48,8 @@ for backend in ("reference", "cpu"):
 print(json.dumps(out))
 """
 
-SETTINGS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
-            "1thread": {"IDP_BENCH_THREADS": "1"}}
+SETTINGS = {"active": {"OMP_WAIT_POLICY": "ACTIVE"}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+            "spin10k": {"GOMP_SPINCOUNT": "10000"}, "1thread": {"IDP_BENCH_THREADS": "1"}}
 
 
 def run(setting: str, busy: bool, repeats: int) -> dict:
@@ -68,7 +69,7 @@ def run(setting: str, busy: bool, repeats: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--settings", default="default,passive,1thread")
+    p.add_argument("--settings", default="active,passive,spin10k,1thread")
     args = p.parse_args()
     print("| setting | load | reference median / p90 (ms) | engine median / p90 (ms) | engine vs reference |")
     print("|---|---|---|---|---|")

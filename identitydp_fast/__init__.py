@@ -23,7 +23,8 @@ import os as _os
 # 193 ms median, idle cost within noise). libgomp reads this once, when torch loads, so it
 # applies only when identitydp_fast is imported before torch (always for the CLI);
 # otherwise set OMP_WAIT_POLICY=PASSIVE in the environment yourself (README, Performance).
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from .privacy import keys as _keys  # noqa: E402
 from ._backends import backends  # noqa: E402
