@@ -60,14 +60,7 @@ IDP_PRIOR_CLONES void epilogue_pixel_run(const float* y, const float* bias, cons
     const float nz = noise ? noise[p % hw] : 0.f;
     const float* yp = y + p * C;
     float* op = out + p * C;
-    for (int64_t c = 0; c < C; ++c) {
-      const float v = (yp[c] + nz) + bias[c];
-      // = idp_prior_epilogue: max(v, 0.2 v) is lrelu for every finite v (-0 included); the
-      // product is computed unconditionally, so the select vectorises (GCC will not
-      // if-convert a conditional float multiply under -ftrapping-math)
-      const float scaled = v * 0.2f;
-      op[c] = v > scaled ? v : scaled;
-    }
+    for (int64_t c = 0; c < C; ++c) op[c] = idp_prior_epilogue(yp[c], nz, bias[c]);
   }
 }
 

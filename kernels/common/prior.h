@@ -46,7 +46,11 @@ IDP_HD float idp_prior_haar_at(const float* in, const float* style, const IdpPri
   return ((ll + sa * b0) + sb * (b1 + sa * b2)) * 0.5f;
 }
 
+// lrelu as max(v, 0.2 v): equal to (v > 0 ? v : 0.2 v) for every finite v (-0 included);
+// the product is computed unconditionally so the CPU loop vectorises (GCC will not
+// if-convert a conditional float multiply under -ftrapping-math)
 IDP_HD float idp_prior_epilogue(float y, float noise, float bias) {
   const float v = (y + noise) + bias;
-  return v > 0.f ? v : v * 0.2f;
+  const float scaled = v * 0.2f;
+  return v > scaled ? v : scaled;
 }
