@@ -454,15 +454,15 @@ def test_derived_keys_differ_per_key_salt_content_and_name():
 def test_same_names_different_photos_same_key_do_not_share_noise(tmp_path, model_path, capsys):
     """Two folders with a.png holding different photos, one --key and one --salt: the
     content hash keeps their noise apart (the released noisy residuals differ)."""
-    from identitydp_fast.privacy.keys import check_salt, derive_key
+    from identitydp_fast.privacy.keys import check_salt, derive_key, file_sha256
 
     a, b = tmp_path / "x" / "a.png", tmp_path / "y" / "a.png"
     for path, size in ((a, 200), (b, 210)):
         path.parent.mkdir()
         _face(size).save(path)
     salt = "00" * 16
-    key_a = derive_key(bytes.fromhex(KEY), check_salt(salt), hashlib_sha256(a), "a.png")
-    key_b = derive_key(bytes.fromhex(KEY), check_salt(salt), hashlib_sha256(b), "a.png")
+    key_a = derive_key(bytes.fromhex(KEY), check_salt(salt), file_sha256(a), "a.png")
+    key_b = derive_key(bytes.fromhex(KEY), check_salt(salt), file_sha256(b), "a.png")
     assert key_a != key_b
     for folder in ("x", "y"):
         code, _, stderr = _run([str(tmp_path / folder), "--out", str(tmp_path / f"o{folder}"),
@@ -472,12 +472,6 @@ def test_same_names_different_photos_same_key_do_not_share_noise(tmp_path, model
     ra, rb = (json.loads((tmp_path / f"{f}.json").read_text()) for f in ("x", "y"))
     assert ra["key_salt"] == rb["key_salt"] == salt
     assert ra["files"][0]["faces"][0]["key_id"] != rb["files"][0]["faces"][0]["key_id"]
-
-
-def hashlib_sha256(path) -> bytes:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).digest()
 
 
 def test_salt_without_key_is_a_usage_error(tmp_path, model_path, capsys):
