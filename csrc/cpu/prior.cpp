@@ -72,10 +72,8 @@ IDP_PRIOR_CLONES void haar_row(const float* __restrict__ in, const float* __rest
     const float* p = in + j * 4 * C;
     float* o0 = out + 2 * j * C;  // ox = 2j (sb = +1); ox = 2j + 1 (sb = -1) follows
     for (int64_t c = 0; c < C; ++c) {
-      const int64_t hb = C + 3 * c;
-      const float ll = p[c] * st[c];
-      const float b0 = p[hb] * st[hb], b1 = p[hb + 1] * st[hb + 1], b2 = p[hb + 2] * st[hb + 2];
-      const float a = ll + sa * b0, b = b1 + sa * b2;
+      float a, b;
+      idp_prior_haar_sums(p, st, C, c, sa, &a, &b);
       o0[c] = (a + b) * 0.5f;          // sb = +1: (a + 1 * b) == (a + b)
       o0[C + c] = (a + -1.f * b) * 0.5f;
     }

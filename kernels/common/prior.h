@@ -32,18 +32,25 @@ IDP_HD float idp_prior_dwconv3x3_at(const float* in, const float* wmod, const Id
   return acc;
 }
 
+// The two row sums of the butterfly for channel c of one input pixel p (4C bands) and
+// style st: *a = LL + sa B0, *b = B1 + sa B2 (v = p * st); the output is (a + sb b) / 2
+IDP_HD void idp_prior_haar_sums(const float* p, const float* st, int64_t C, int64_t c, float sa,
+                                float* a, float* b) {
+  const int64_t hb = C + 3 * c;
+  const float ll = p[c] * st[c];
+  const float b0 = p[hb] * st[hb], b1 = p[hb + 1] * st[hb + 1], b2 = p[hb + 2] * st[hb + 2];
+  *a = ll + sa * b0;
+  *b = b1 + sa * b2;
+}
+
 // out (n, 2i+a, 2j+b, c) from in (n, i, j, 4c) and style (n, 4c)
 IDP_HD float idp_prior_haar_at(const float* in, const float* style, const IdpPriorShape& s,
                                int64_t n, int64_t oy, int64_t ox, int64_t c) {
-  const int64_t i = oy >> 1, j = ox >> 1;
   const float sa = (oy & 1) ? -1.f : 1.f, sb = (ox & 1) ? -1.f : 1.f;
-  const int64_t c4 = 4 * s.c;
-  const float* p = in + ((n * s.h + i) * s.w + j) * c4;
-  const float* st = style + n * c4;
-  const float ll = p[c] * st[c];
-  const int64_t hb = s.c + 3 * c;
-  const float b0 = p[hb] * st[hb], b1 = p[hb + 1] * st[hb + 1], b2 = p[hb + 2] * st[hb + 2];
-  return ((ll + sa * b0) + sb * (b1 + sa * b2)) * 0.5f;
+  const float* p = in + ((n * s.h + (oy >> 1)) * s.w + (ox >> 1)) * 4 * s.c;
+  float a, b;
+  idp_prior_haar_sums(p, style + n * 4 * s.c, s.c, c, sa, &a, &b);
+  return (a + sb * b) * 0.5f;
 }
 
 // lrelu as max(v, 0.2 v): equal to (v > 0 ? v : 0.2 v) for every finite v (-0 included);
